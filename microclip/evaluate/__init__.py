@@ -1,0 +1,1 @@
+"""Scoring on the test split and the metrics.json record."""

@@ -1,0 +1,1 @@
+"""Text side of the suite: description sets (load, validate, fetch, generate) and prototypes."""

@@ -1,0 +1,1 @@
+"""The generic adaptation loop (knows methods only through their hooks)."""
