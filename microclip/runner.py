@@ -181,10 +181,11 @@ class _Session:
                 "rebuild the prototypes for this dataset"
             )
         self.config, self.settings = resolve(spec)
+        torch.manual_seed(spec.seed)  # a randomly initialised backbone is the same every time
         clip, tokenizer = create_clip(spec.model, spec.pretrained, device=self.device)
         clip.requires_grad_(False)
         adapter = VisualAdapter(clip.visual)
-        templates = get_dataset(spec.dataset).templates() if spec.dataset else []
+        templates = list(self.prototypes.meta.get("templates", []))
         context = MethodContext(
             clip=clip, tokenizer=tokenizer, adapter=adapter,
             prototypes=self.prototypes.to(self.device), dataset=spec.dataset,

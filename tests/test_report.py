@@ -1,7 +1,9 @@
 """microclip.report: collect, tables, statistics, plots, published numbers, profiles, report rules.
 
 The hand-made result set (``TOP1``) is small enough to check by hand: 3 methods x 2 datasets x
-3 seeds on ViT-B-32, plus a 3-point gamma sweep (ablation "dka") with 2 seeds.
+3 seeds on ViT-B-32, plus two gamma variants (ablation "dka", flowers, seeds 0 and 1). As the DAG
+labels them, every microclip run also names "dka" in its ``ablation`` column, because the dka
+table lists microclip (gamma 0.5) beside the variants.
 
     flowers: zs 70 70 70 | dpa 75 75 75 | microclip 76 77 78
     dtd:     zs 44 44 44 | dpa 49 50 48 | microclip 50 52 54
@@ -27,7 +29,7 @@ import yaml
 
 from microclip.report import collect_runs, load_published, make_plots, make_tables, plot_saliency
 from microclip.report import stats as st
-from microclip.report.collect import RUN_KEYS, read_runs
+from microclip.report.collect import RUN_KEYS, main_grid, read_runs
 from microclip.report.published import DATASET_KEYS, published_lookup
 from microclip.report.tables import ablation_table, main_table, to_latex
 
@@ -42,7 +44,13 @@ TOP1 = {  # (method, dataset) -> top1 for seeds 0, 1, 2
     ("microclip", "flowers"): [76.0, 77.0, 78.0],
     ("microclip", "dtd"): [50.0, 52.0, 54.0],
 }
-GAMMA = {0.0: [60.0, 62.0], 0.5: [76.0, 77.0], 1.0: [70.0, 71.0]}  # flowers, seeds 0, 1
+GAMMA = {0.0: [60.0, 62.0], 1.0: [70.0, 71.0]}  # flowers, seeds 0, 1; gamma 0.5 = microclip
+DKA_SPEC = {  # the config's ablation table, as the workflow passes it
+    "methods": ["microclip_gamma0.0", "microclip", "microclip_gamma1.0"],
+    "datasets": ["flowers"],
+    "backbones": ["ViT-B-32"],
+    "seeds": [0, 1],
+}
 EPOCHS = 3
 
 
@@ -87,6 +95,8 @@ def _record(method, dataset, seed, top1, *, ablation="", base=None, gamma=0.5):
         "git_commit": "deadbeef",
         "packages": {"torch": "2.14.1", "numpy": "2.4.6"},
         "method_config": {"gamma": gamma, "lr": 1e-4, "views": {"n": 8}},
+        "train_settings": {"epochs": EPOCHS, "report": "last"},  # keys beyond the contract
+        "reported_epoch": EPOCHS if trained else 0,
     }
 
 
@@ -110,7 +120,8 @@ def write_fixture(root: Path) -> list[Path]:
     paths = []
     for (method, dataset), values in TOP1.items():
         for seed, v in enumerate(values):
-            paths.append(_write(root, _record(method, dataset, seed, v)))
+            ablation = "dka" if method == "microclip" else ""
+            paths.append(_write(root, _record(method, dataset, seed, v, ablation=ablation)))
     for gamma, values in GAMMA.items():
         for seed, v in enumerate(values):
             rec = _record(
@@ -138,7 +149,16 @@ def collected(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tables(collected):
     out = collected["out"] / "tables"
-    files = make_tables(collected["out"] / "runs.csv", REPO / "reference" / "published.csv", out)
+    files = make_tables(
+        collected["out"] / "runs.csv",
+        REPO / "reference" / "published.csv",
+        out,
+        methods=["zs_templates", "dpa", "microclip"],
+        datasets=["dtd", "flowers"],
+        backbones=["ViT-B-32"],
+        seeds=[0, 1, 2],
+        ablations={"dka": DKA_SPEC},
+    )
     return {"dir": out, "files": files}
 
 
@@ -148,9 +168,10 @@ def tables(collected):
 def test_collect_runs_csv_follows_the_contract(collected):
     runs = pd.read_csv(collected["out"] / "runs.csv")
     assert list(runs.columns[: len(RUN_KEYS)]) == list(RUN_KEYS)
-    assert len(runs) == 18 + 6
+    assert len(runs) == 18 + 4
     assert not {"epochs", "packages", "method_config"} & set(runs.columns)
     assert runs["method_config.gamma"].notna().all()  # flattened for the gamma sweep
+    assert (runs["train_settings.epochs"] == EPOCHS).all()
     assert set(runs["packages.torch"]) == {"2.14.1"}
     leftovers = [p.name for p in collected["out"].iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
@@ -158,7 +179,7 @@ def test_collect_runs_csv_follows_the_contract(collected):
 
 def test_collect_epochs_csv_has_one_row_per_epoch(collected):
     epochs = pd.read_csv(collected["out"] / "epochs.csv")
-    trained_runs = 6 + 6 + 6  # dpa, microclip, gamma variants; zero-shot runs have no epochs
+    trained_runs = 6 + 6 + 4  # dpa, microclip, gamma variants; zero-shot runs have no epochs
     assert len(epochs) == trained_runs * EPOCHS
     row = epochs[(epochs.method == "microclip") & (epochs.dataset == "dtd") & (epochs.seed == 2)]
     assert row.sort_values("epoch")["test_top1"].tolist() == [52.0, 53.0, 54.0]
@@ -191,7 +212,7 @@ def test_collect_prints_one_screen_summary(collected, capsys, tmp_path):
     lines = text.strip().splitlines()
     assert len(lines) < 25 and max(len(line) for line in lines) <= 120
     assert "microclip" in text and "64.5" in text  # mean over datasets of 77 and 52
-    assert "ablation runs (dka)" in text
+    assert "4 ablation-only runs; ablation tables: dka" in text
 
 
 # -- tables: hand-computed numbers ----------------------------------------------------------------
@@ -321,19 +342,39 @@ def test_one_seed_cells_show_the_mean_only_and_missing_datasets_make_the_mean_na
     assert _cell(tidy, "microclip", "dtd", row="delta")["mean"] == pytest.approx(8.0)
 
 
-def test_ablation_table_has_one_row_per_variant_and_the_main_grid_reference(collected):
+def test_ablation_table_from_the_config_grid(collected):
     runs = read_runs(collected["out"] / "runs.csv")
-    table = ablation_table(runs, ablation="dka")
-    labels = [r[0] for r in table.rows]
-    assert labels == [
-        "microclip_gamma0.0",
-        "microclip_gamma0.5",
-        "microclip_gamma1.0",
-        "microclip (main grid)",
-    ]
-    tidy = table.tidy
-    g0 = tidy[(tidy.row == "microclip_gamma0.0") & (tidy.dataset == "flowers")].iloc[0]
+    table = ablation_table(runs, ablation="dka", spec=DKA_SPEC)
+    assert [r[0] for r in table.rows] == ["microclip", "microclip_gamma0.0", "microclip_gamma1.0"]
+    assert table.header == ["Variant", "Flowers", "Mean"]
+    tidy = table.tidy.set_index(["row", "dataset"])
+    assert tidy.loc[("microclip", "flowers"), "mean"] == pytest.approx(76.5)  # seeds 0, 1 only
+    g0 = tidy.loc[("microclip_gamma0.0", "flowers")]
     assert g0["mean"] == pytest.approx(61.0) and g0["std"] == pytest.approx(math.sqrt(2))
+    assert table.bold[0][1] and not table.bold[1][1]
+
+
+def test_ablation_table_from_the_ablation_column_and_a_main_grid_reference(collected):
+    runs = read_runs(collected["out"] / "runs.csv")
+    by_column = ablation_table(runs, ablation="dka")  # every run naming "dka"
+    assert [r[0] for r in by_column.rows] == [
+        "microclip",
+        "microclip_gamma0.0",
+        "microclip_gamma1.0",
+    ]
+    assert by_column.tidy.set_index(["row", "dataset"]).loc[("microclip", "flowers"), "n"] == 3
+    spec = {"methods": ["microclip_gamma0.0", "microclip_gamma1.0"]}
+    table = ablation_table(runs, ablation="dka", spec=spec)
+    assert table.rows[-1][0] == "microclip (main grid)" and table.rows[-1][1] == "77.00 ± 1.00"
+
+
+def test_main_grid_keeps_main_methods_that_an_ablation_also_uses(collected):
+    runs = read_runs(collected["out"] / "runs.csv")
+    inferred = main_grid(runs)
+    assert set(inferred["method"]) == {"zs_templates", "dpa", "microclip"}
+    assert len(inferred) == 18
+    listed = main_grid(runs, methods=["dpa", "microclip"], seeds=[0, 1])
+    assert len(listed) == 2 * 2 * 2
 
 
 def test_tables_are_written_as_csv_markdown_latex(tables):
@@ -358,7 +399,12 @@ def test_latex_escapes_specials():
 
 def test_every_plot_renders_from_the_hand_made_results(collected):
     out = collected["out"] / "plots"
-    files = make_plots(collected["out"] / "runs.csv", collected["out"] / "epochs.csv", out)
+    files = make_plots(
+        collected["out"] / "runs.csv",
+        collected["out"] / "epochs.csv",
+        out,
+        gamma_spec=DKA_SPEC,
+    )
     rel = {p.relative_to(out).as_posix() for p in files}
     for stem in (
         "overview/ViT-B-32",
@@ -536,36 +582,88 @@ def _snakemake(*args, env=None, timeout=300):
     )
 
 
+def test_report_commands_run_through_the_cli(collected, tmp_path):
+    from microclip.cli import main
+
+    out = tmp_path / "cli"
+    assert (
+        main(
+            [
+                "collect",
+                *map(str, collected["paths"]),
+                "--runs",
+                str(out / "runs.csv"),
+                "--epochs",
+                str(out / "epochs.csv"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "tables",
+                "--runs",
+                str(out / "runs.csv"),
+                "--out",
+                str(out / "tables"),
+                "--ablations",
+                json.dumps({"dka": DKA_SPEC}),
+                "--seeds",
+                "0",
+                "1",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert (out / "tables" / "ablations" / "dka.tex").is_file()
+    assert (
+        main(
+            [
+                "plots",
+                "--runs",
+                str(out / "runs.csv"),
+                "--epochs",
+                str(out / "epochs.csv"),
+                "--out",
+                str(out / "plots"),
+                "--gamma-spec",
+                json.dumps(DKA_SPEC),
+            ]
+        )
+        == 0
+    )
+    assert (out / "plots" / "gamma" / "ViT-B-32.pdf").is_file()
+
+
 @pytest.mark.workflow
 @needs_dag
-@pytest.mark.parametrize("flag", ["--profile", "--workflow-profile"])
-def test_slurm_profile_plans_the_paper_grid(flag):
-    paper = REPO / "config" / "paper.yaml"
-    if not paper.is_file():
-        pytest.skip("config/paper.yaml not in the tree yet")
+def test_slurm_profile_plans_the_paper_grid_with_the_report():
+    """`snakemake -n --profile profiles/slurm` on config.yaml (the paper grid), no cluster."""
     res = _snakemake(
         "-n",
-        flag,
+        "--profile",
         "profiles/slurm",
-        "--configfile",
-        str(paper),
-        "-q",
+        "--quiet",
         "rules",
         env={"MICROCLIP_GPU_PARTITION": "gpu", "MICROCLIP_SLURM_ACCOUNT": "acct"},
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    for rule in ("collect_results", "make_tables", "make_plots"):
-        assert rule in res.stdout + res.stderr
+    planned = res.stdout + res.stderr
+    for rule in ("adapt_method", "collect_results", "make_tables", "make_plots"):
+        assert rule in planned
 
 
 @pytest.mark.workflow
 @pytest.mark.slow
 @needs_dag
 def test_report_builds_from_the_demo_run(tmp_path):
+    """Opt-in (MICROCLIP_RUN_DEMO=1, after `make demo`): the demo run's report.html builds."""
     if os.environ.get("MICROCLIP_RUN_DEMO") != "1":
         pytest.skip("set MICROCLIP_RUN_DEMO=1 after `make demo` to build the demo run's report")
-    demo = REPO / "config" / "demo.yaml"
     report = tmp_path / "report.html"
-    res = _snakemake("--configfile", str(demo), "--report", str(report), timeout=600)
+    res = _snakemake("--configfile", "config/demo.yaml", "--report", str(report), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert report.stat().st_size > 10_000

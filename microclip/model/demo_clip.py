@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from microclip.data.fashion_shift import SOURCE_END, load_split
 from microclip.data.views import CLIP_MEAN, CLIP_STD
+from microclip.model.adapter import VisualAdapter
 from microclip.model.backbones import DEMO_MODEL, create_clip
 from microclip.train.checkpoint import atomic_torch_save, seed_everything
 
@@ -71,6 +72,16 @@ def zero_shot_accuracy(clip, tokenizer, images: torch.Tensor, labels: torch.Tens
     return 100.0 * hits / len(labels)
 
 
+def _symmetric_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """CLIP's image->text + text->image loss on (..., B, B) logits with soft targets."""
+    b = logits.shape[-1]
+    flat = targets.expand(*logits.shape).reshape(-1, b)
+    return 0.5 * (
+        F.cross_entropy(logits.reshape(-1, b), flat)
+        + F.cross_entropy(logits.transpose(-1, -2).reshape(-1, b), flat)
+    )
+
+
 def pretrain_demo_clip(
     *,
     data_root: Path,
@@ -85,12 +96,17 @@ def pretrain_demo_clip(
     warmup_steps: int = 30,
     weight_decay: float = 0.1,
     seed: int = 0,
+    patch_loss_weight: float = 0.0,
+    patch_loss: str = "mean",
 ) -> dict[str, float]:
     """Contrastive pretraining on the source domain; returns figures for the README."""
+    if patch_loss not in {"mean", "each"}:
+        raise ValueError(f"patch_loss = {patch_loss!r}; expected 'mean' or 'each'")
     start = time.perf_counter()
     seed_everything(seed)
     clip, tokenizer = create_clip(DEMO_MODEL, None)
     clip.train()
+    adapter = VisualAdapter(clip.visual)
     train_x, train_y = load_split(Path(data_root), train=True)
     images = to_model_input(train_x[:SOURCE_END])  # (n, 3, 28, 28)
     labels = torch.as_tensor(train_y[:SOURCE_END])
@@ -117,15 +133,21 @@ def pretrain_demo_clip(
         cursor += batch_size
         batch_labels = labels[idx]
         caption_idx = [int(rng.choice(by_class[int(y)])) for y in batch_labels]
-        z_img = F.normalize(clip.encode_image(images[idx]), dim=-1)
+        feats = adapter(images[idx], with_patches=patch_loss_weight > 0)
         z_txt = F.normalize(clip.encode_text(tokens[caption_idx]), dim=-1)
-        logits = clip.logit_scale.exp() * z_img @ z_txt.T  # (B, B)
+        logit_scale = clip.logit_scale.exp()
         # Captions of the same class are all positives (a batch holds many per class).
         same = (batch_labels[:, None] == batch_labels[None, :]).float()
-        targets = same / same.sum(1, keepdim=True)
-        loss = 0.5 * (
-            F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T)
-        )
+        targets = same / same.sum(1, keepdim=True)  # symmetric rows = columns
+        loss = _symmetric_ce(logit_scale * feats.z_cls @ z_txt.T, targets)  # (B, B) logits
+        if patch_loss_weight > 0:
+            patches = adapter.project(feats.patches)  # (B, N, d) value path, ln_post, proj
+            if patch_loss == "mean":
+                z_patch = F.normalize(patches.mean(1), dim=-1)[None]  # (1, B, d)
+            else:
+                z_patch = F.normalize(patches, dim=-1).transpose(0, 1)  # (N, B, d)
+            patch_logits = logit_scale * z_patch @ z_txt.T  # (1 or N, B, B)
+            loss = loss + patch_loss_weight * _symmetric_ce(patch_logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

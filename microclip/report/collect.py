@@ -74,7 +74,6 @@ RUN_KEYS = (
 )
 ID_KEYS = ("run", "method", "dataset", "backbone", "seed")
 EPOCH_KEYS = ("epoch", "test_top1", "pseudo_label_acc", "loss", "lr", "images_per_s", "seconds")
-NESTED_KEYS = ("epochs", "packages", "method_config")
 STRING_KEYS = (
     "run",
     "method",
@@ -124,13 +123,13 @@ def _run_row(record: dict, path: Path) -> dict:
         if key not in record:
             log.warning("%s: key %r missing (contract: write null); kept as NaN", path, key)
         row[key] = record.get(key)
-    extra = sorted(k for k in record if k not in RUN_KEYS and k not in NESTED_KEYS)
-    for key in extra:  # scalar keys added after the contract was written
+    extra = sorted(k for k in record if k not in RUN_KEYS and k != "epochs")
+    for key in extra:  # scalar keys added after the contract, and flattened objects
         value = record[key]
-        row[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-    for nested in ("method_config", "packages"):
-        if isinstance(record.get(nested), Mapping):
-            _flatten(nested, record[nested], row)
+        if isinstance(value, Mapping):
+            _flatten(key, value, row)  # method_config.gamma, packages.torch, ...
+        else:
+            row[key] = json.dumps(value) if isinstance(value, list) else value
     missing_id = [k for k in ID_KEYS if row.get(k) is None]
     if missing_id:
         raise ValueError(f"collect: {path} lacks identifying key(s) {missing_id}")
@@ -170,12 +169,14 @@ def collect_runs(
     out_runs_csv: str | Path,
     out_epochs_csv: str | Path,
     *,
+    published_csv: str | Path | None = None,
     echo: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Merge the given metrics.json files into runs.csv and epochs.csv (atomic writes).
 
     Returns (runs, epochs) as DataFrames. With ``echo`` the one-screen summary table goes to
-    stdout (it is what the user sees at the end of a run); it is always logged at INFO.
+    stdout (it is what the user sees at the end of a run); it is always logged at INFO. With
+    ``published_csv`` the summary shows published numbers under the measured ones.
     """
     paths = [Path(p) for p in metrics_paths]
     if not paths:
@@ -201,7 +202,12 @@ def collect_runs(
 
     write_csv_atomic(runs, out_runs_csv)
     write_csv_atomic(epochs, out_epochs_csv)
-    text = summary_table(runs)
+    published = None
+    if published_csv is not None:
+        from microclip.report.published import load_published
+
+        published = load_published(published_csv)
+    text = summary_table(runs, published=published)
     log.info("collected %d runs into %s\n%s", len(runs), out_runs_csv, text)
     if echo:
         sys.stdout.write(text + "\n")
@@ -233,6 +239,62 @@ def read_epochs(path: str | Path) -> pd.DataFrame:
     return epochs
 
 
+def ablation_names(value: object) -> list[str]:
+    """The tables an ``ablation`` cell names: "" -> [], "dka" -> ["dka"], "dka,soap" -> both."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    return [name.strip() for name in str(value).split(",") if name.strip()]
+
+
+def main_grid(
+    runs: pd.DataFrame,
+    *,
+    methods: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    backbones: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """The runs of the main comparison (also works on epochs.csv rows).
+
+    With ``methods`` (the config's method list) a run belongs when its method is listed, even if
+    an ablation table also uses it. Without, a run belongs when it is not a variant
+    (``method == base_method``) or names no ablation table. ``datasets``, ``backbones`` and
+    ``seeds`` restrict further when given.
+    """
+    if methods is not None:
+        mask = runs["method"].isin(list(methods))
+    elif "base_method" in runs.columns:
+        mask = (runs["method"] == runs["base_method"]) | (runs["ablation"].fillna("") == "")
+    else:
+        mask = runs["ablation"].fillna("") == ""
+    for column, allowed in (("dataset", datasets), ("backbone", backbones), ("seed", seeds)):
+        if allowed is not None:
+            mask &= runs[column].isin(list(allowed))
+    return runs[mask]
+
+
+def ablation_grid(
+    runs: pd.DataFrame, name: str, spec: Mapping[str, Sequence] | None = None
+) -> pd.DataFrame:
+    """The runs of ablation table ``name``.
+
+    With ``spec`` (the config's table: ``methods`` and optionally ``datasets``, ``backbones``,
+    ``seeds``) exactly those runs; without, the runs whose ``ablation`` column names the table.
+    """
+    if spec is None:
+        return runs[runs["ablation"].map(lambda v: name in ablation_names(v))]
+    mask = pd.Series(True, index=runs.index)
+    for column, key in (
+        ("method", "methods"),
+        ("dataset", "datasets"),
+        ("backbone", "backbones"),
+        ("seed", "seeds"),
+    ):
+        if spec.get(key) is not None:
+            mask &= runs[column].isin(list(spec[key]))
+    return runs[mask]
+
+
 def _fmt(value: float, digits: int = 1) -> str:
     return (
         "-"
@@ -241,28 +303,45 @@ def _fmt(value: float, digits: int = 1) -> str:
     )
 
 
-def summary_table(runs: pd.DataFrame, *, max_width: int = 120) -> str:
+def summary_table(
+    runs: pd.DataFrame, *, published: pd.DataFrame | None = None, max_width: int = 120
+) -> str:
     """One-screen text summary: mean top-1 over seeds per method x dataset, per backbone.
 
-    Main-grid runs only (``ablation`` empty); ablation runs are counted in a footer line. The
-    table is transposed (datasets as rows) when methods-as-rows would exceed ``max_width``.
+    Main-grid runs only (``main_grid`` without config); ablation-only runs are counted in a
+    footer line. With ``published`` (``load_published()``), a "<method> (pub)" row under each
+    method holds its published numbers. The table is transposed (datasets as rows) when
+    methods-as-rows would exceed ``max_width``.
     """
+    from microclip.report.published import published_lookup
+
     lines = []
-    main = runs[runs["ablation"].fillna("") == ""]
+    main = main_grid(runs)
     for backbone, part in main.groupby("backbone", sort=True):
         means = part.groupby(["method", "dataset"])["top1"].mean().unstack("dataset")
         means = means.reindex(order_methods(means.index))
         seeds = part.groupby("method")["seed"].nunique()
         means["mean"] = means.mean(axis=1, skipna=False)
+        if published is not None:
+            pub = published_lookup(published, backbone)
+            pub = pub[pub["dataset"].isin(means.columns) & (pub["dataset"] != "mean")]
+            pub = pub.pivot_table(index="method", columns="dataset", values="value")
+            rows = []
+            for method in means.index:
+                rows.append(means.loc[[method]])
+                if method in pub.index:
+                    extra = pub.loc[[method]].reindex(columns=means.columns)
+                    rows.append(extra.rename(index={method: f"{method} (pub)"}))
+            means = pd.concat(rows)
         head = f"top-1 % (mean over seeds), backbone {backbone}, run {part['run'].iloc[0]}"
         body = _grid_text(means, seeds)
         if max(len(s) for s in body) > max_width:
             body = _grid_text(means.T, None)
         lines += [head, *body, ""]
-    n_ablation = int((runs["ablation"].fillna("") != "").sum())
-    if n_ablation:
-        tables = ", ".join(sorted(set(runs.loc[runs["ablation"] != "", "ablation"])))
-        lines.append(f"+ {n_ablation} ablation runs ({tables})")
+    n_other = len(runs) - len(main)
+    tables = sorted({t for v in runs["ablation"] for t in ablation_names(v)})
+    if n_other or tables:
+        lines.append(f"+ {n_other} ablation-only runs; ablation tables: {', '.join(tables) or '-'}")
     if not lines:
         lines.append("no runs collected")
     return "\n".join(lines).rstrip()
@@ -280,6 +359,6 @@ def _grid_text(grid: pd.DataFrame, seeds: pd.Series | None) -> list[str]:
         cells = "  ".join(_fmt(v).rjust(w) for v, w in zip(row.tolist(), widths, strict=True))
         line = f"{str(idx).ljust(label_w)}  {cells}"
         if seeds is not None:
-            line += f"  {int(seeds.get(idx, 0)):5d}"
+            line += f"  {int(seeds[idx]):5d}" if idx in seeds.index else ""
         out.append(line)
     return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -30,7 +30,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from microclip.report.collect import read_epochs, read_runs  # noqa: E402
+from microclip.report.collect import (  # noqa: E402
+    ID_KEYS,
+    ablation_grid,
+    main_grid,
+    read_epochs,
+    read_runs,
+)
 from microclip.report.tables import (  # noqa: E402
     DATASET_LABELS,
     FOCUS_METHOD,
@@ -80,7 +86,8 @@ def _empty(ax, text: str) -> None:
 
 
 def _main(runs: pd.DataFrame, backbone: str) -> pd.DataFrame:
-    return runs[(runs["backbone"] == backbone) & (runs["ablation"].fillna("") == "")]
+    """The caller selects the runs to compare (make_plots passes ``collect.main_grid``)."""
+    return runs[runs["backbone"] == backbone]
 
 
 def plot_accuracy_bars(
@@ -173,15 +180,12 @@ def plot_epoch_curves(
 ) -> list[Path]:
     """Test top-1 (solid) and pseudo-label accuracy (dashed) per epoch, mean +- std over seeds.
 
-    Methods without epochs (zero-shot) are drawn as horizontal dotted lines at their top-1.
+    Only the epochs of the given ``runs`` are drawn. Methods without epochs (zero-shot) are
+    horizontal dotted lines at their top-1.
     """
-    ep = epochs[
-        (epochs["backbone"] == backbone)
-        & (epochs["dataset"] == dataset)
-        & (epochs["ablation"].fillna("") == "")
-    ]
     part = _main(runs, backbone)
     part = part[part["dataset"] == dataset]
+    ep = epochs.merge(part[list(ID_KEYS)].drop_duplicates(), on=list(ID_KEYS), how="inner")
     methods = order_methods(set(part["method"]) | set(ep["method"]), focus_method)
     colors = _colors(methods, focus_method)
     fig = Figure(figsize=(6.4, 4.0))
@@ -286,11 +290,13 @@ def plot_gamma_sweep(
     *,
     backbone: str,
     ablation: str = "dka",
+    spec: Mapping[str, Sequence] | None = None,
     gamma_column: str = GAMMA_COLUMN,
 ) -> list[Path]:
     """Top-1 against DKA's gamma (runs of ``ablation`` with a gamma value), one line per
-    dataset plus their mean; whiskers = std over seeds."""
-    part = runs[(runs["backbone"] == backbone) & (runs["ablation"] == ablation)]
+    dataset plus their mean; whiskers = std over seeds. ``spec``: see ``collect.ablation_grid``."""
+    part = ablation_grid(runs, ablation, spec)
+    part = part[part["backbone"] == backbone]
     if gamma_column in part.columns:
         part = part.assign(gamma=pd.to_numeric(part[gamma_column], errors="coerce"))
         part = part[part["gamma"].notna()]
@@ -448,18 +454,24 @@ def make_plots(
     out_dir: str | Path,
     *,
     focus_method: str = FOCUS_METHOD,
+    methods: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
     backbones: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    gamma_ablation: str = "dka",
+    gamma_spec: Mapping[str, Sequence] | None = None,
 ) -> list[Path]:
     """Every figure of a run under ``out_dir`` (layout in the module docstring).
 
-    ``datasets``/``backbones`` default to those of the main-grid runs; pass the config's
-    lists so the set of files is fixed. Returns the written paths (PNG and PDF).
+    ``methods``/``datasets``/``backbones``/``seeds`` define the main grid as in
+    ``make_tables``; pass the config's lists so the set of files is fixed. The gamma sweep
+    plots ablation table ``gamma_ablation`` (its config ``gamma_spec`` when given).
+    Returns the written paths (PNG and PDF).
     """
-    runs = read_runs(runs_csv)
+    all_runs = read_runs(runs_csv)
     epochs = read_epochs(epochs_csv)
     out = Path(out_dir)
-    main = runs[runs["ablation"] == ""]
+    main = runs = main_grid(all_runs, methods=methods, datasets=datasets, seeds=seeds)
     backbones = list(backbones) if backbones is not None else sorted(main["backbone"].unique())
     written: list[Path] = []
     for bb in backbones:
@@ -484,7 +496,12 @@ def make_plots(
             focus_method=focus_method,
         )
         written += plot_gamma_sweep(
-            runs, out / "gamma" / f"{bb}.png", out / "gamma" / f"{bb}.pdf", backbone=bb
+            all_runs,
+            out / "gamma" / f"{bb}.png",
+            out / "gamma" / f"{bb}.pdf",
+            backbone=bb,
+            ablation=gamma_ablation,
+            spec=gamma_spec,
         )
         for d in ds:
             acc = out / "accuracy" / bb

@@ -20,14 +20,21 @@ from __future__ import annotations
 import html
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from microclip.report import stats as st
-from microclip.report.collect import FOCUS_METHOD, order_methods, read_runs
+from microclip.report.collect import (
+    FOCUS_METHOD,
+    ablation_grid,
+    ablation_names,
+    main_grid,
+    order_methods,
+    read_runs,
+)
 from microclip.report.published import load_published, published_lookup
 
 log = logging.getLogger(__name__)
@@ -165,15 +172,18 @@ def main_table(
     backbone: str,
     focus_method: str = FOCUS_METHOD,
     datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
     metric: str = "top1",
     digits: int = 2,
     n_boot: int = st.BOOTSTRAP_REPLICATES,
 ) -> tuple[Table, pd.DataFrame, pd.DataFrame]:
-    """The paper's main table for one backbone (main-grid runs only, ``ablation == ""``).
+    """The paper's main table for one backbone, from the main-grid runs (``collect.main_grid``:
+    the config's ``methods``/``seeds`` when given).
 
     Returns (table, per_dataset_tests, overall_tests); see ``stats.compare_methods``.
     """
-    part = runs[(runs["backbone"] == backbone) & (runs["ablation"].fillna("") == "")]
+    part = main_grid(runs, methods=methods, datasets=datasets, backbones=[backbone], seeds=seeds)
     if datasets is None:
         datasets = sorted(part["dataset"].unique())
     datasets = list(datasets)
@@ -467,14 +477,12 @@ def dataset_table(
     dataset: str,
     backbone: str,
     focus_method: str = FOCUS_METHOD,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
     digits: int = 2,
 ) -> Table:
     """One dataset x backbone: top-1, per-class recall, published, Δ and paired test per method."""
-    part = runs[
-        (runs["backbone"] == backbone)
-        & (runs["dataset"] == dataset)
-        & (runs["ablation"].fillna("") == "")
-    ]
+    part = main_grid(runs, methods=methods, datasets=[dataset], backbones=[backbone], seeds=seeds)
     methods = order_methods(part["method"].unique(), focus_method)
     top = cell_stats(part, metric="top1")
     rec = cell_stats(part, metric="mean_per_class_recall")
@@ -557,19 +565,22 @@ def ablation_table(
     runs: pd.DataFrame,
     *,
     ablation: str,
+    spec: Mapping[str, Sequence] | None = None,
     focus_method: str = FOCUS_METHOD,
     digits: int = 2,
     metric: str = "top1",
 ) -> Table:
     """Rows = the ablation's variants (plus the full focus method from the main grid as the
     reference when the ablation has no run named ``focus_method``), columns = datasets + mean.
+
+    ``spec`` is the config's table (``methods``, optional ``datasets``/``backbones``/``seeds``);
+    without it the rows are the runs whose ``ablation`` column names the table.
     """
-    part = runs[runs["ablation"] == ablation].copy()
+    part = ablation_grid(runs, ablation, spec).copy()
     datasets = sorted(part["dataset"].unique())
     backbones = sorted(part["backbone"].unique())
     main = runs[
-        (runs["ablation"].fillna("") == "")
-        & (runs["method"] == focus_method)
+        (runs["method"] == focus_method)
         & runs["dataset"].isin(datasets)
         & runs["backbone"].isin(backbones)
     ].copy()
@@ -624,7 +635,14 @@ def ablation_table(
         header=["Variant", *[DATASET_LABELS.get(c, c) for c in columns]],
         rows=rows_out,
         bold=bold,
-        notes=[f"Rows are runs whose `ablation` column is '{ablation}'." + reference],
+        notes=[
+            (
+                f"Rows are the runs of the config's ablation table '{ablation}'."
+                if spec is not None
+                else f"Rows are runs whose `ablation` column names '{ablation}'."
+            )
+            + reference
+        ],
         tidy=pd.DataFrame(tidy),
     )
 
@@ -792,21 +810,26 @@ def make_tables(
     out_dir: str | Path,
     *,
     focus_method: str = FOCUS_METHOD,
+    methods: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
     backbones: Sequence[str] | None = None,
-    ablations: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    ablations: Sequence[str] | Mapping[str, Mapping[str, Sequence]] | None = None,
     n_boot: int = st.BOOTSTRAP_REPLICATES,
 ) -> list[Path]:
     """Write every table of a run under ``out_dir`` (see the module docstring for the layout).
 
-    ``datasets``/``backbones``/``ablations`` default to those present in runs.csv; pass the
-    config's lists so the set of files does not depend on which runs succeeded.
+    ``methods``/``datasets``/``backbones``/``seeds`` define the main grid (default: inferred
+    from runs.csv, see ``collect.main_grid``); pass the config's lists so the set of files does
+    not depend on which runs succeeded. ``ablations``: table names (rows from the ``ablation``
+    column) or ``{name: {"methods": [...], "datasets": [...], "backbones": [...],
+    "seeds": [...]}}`` (rows exactly that grid); default: the names in the ``ablation`` column.
     Returns the written paths.
     """
     runs = read_runs(runs_csv)
     published = load_published(published_csv) if published_csv is not None else None
     out_dir = Path(out_dir)
-    main_runs = runs[runs["ablation"] == ""]
+    main_runs = main_grid(runs, methods=methods, datasets=datasets, seeds=seeds)
     backbones = list(backbones) if backbones is not None else sorted(main_runs["backbone"].unique())
     written: list[Path] = []
     for backbone in backbones:
@@ -818,6 +841,8 @@ def make_tables(
             backbone=backbone,
             focus_method=focus_method,
             datasets=ds,
+            methods=methods,
+            seeds=seeds,
             n_boot=n_boot,
         )
         written += write_table(table, out_dir / "main" / backbone, label=f"tab:main-{backbone}")
@@ -833,13 +858,17 @@ def make_tables(
                 dataset=dataset,
                 backbone=backbone,
                 focus_method=focus_method,
+                methods=methods,
+                seeds=seeds,
             )
             written += write_table(
                 dt, out_dir / "datasets" / backbone / dataset, label=f"tab:{dataset}-{backbone}"
             )
-    present = sorted(set(runs["ablation"]) - {""})
-    for ablation in list(ablations) if ablations is not None else present:
-        at = ablation_table(runs, ablation=ablation, focus_method=focus_method)
+    if ablations is None:
+        ablations = sorted({t for v in runs["ablation"] for t in ablation_names(v)})
+    specs = dict(ablations) if isinstance(ablations, Mapping) else dict.fromkeys(ablations)
+    for ablation, spec in specs.items():
+        at = ablation_table(runs, ablation=ablation, spec=spec, focus_method=focus_method)
         written += write_table(at, out_dir / "ablations" / ablation, label=f"tab:abl-{ablation}")
     (out_dir / "ablations").mkdir(parents=True, exist_ok=True)
     prov = provenance_markdown(runs)

@@ -167,6 +167,7 @@ def build_prototypes(
         t_k=t_k,
         w_llm=llm_head(desc_emb, desc_mask, t_k),
         meta={
+            "templates": list(templates),
             "n_descriptions": len(flat),
             "n_truncated_descriptions": count_overlong(flat, context),
             "n_templates": t,

@@ -301,6 +301,7 @@ def _download(url: str, timeout_s: float) -> bytes:
             with urllib.request.urlopen(url, timeout=timeout_s) as response:
                 return response.read()
         except urllib.error.HTTPError as err:
+            err.close()
             if err.code < 500 or attempt == _DOWNLOAD_ATTEMPTS:
                 raise OSError(f"{url}: HTTP {err.code} {err.reason}") from None
         except (urllib.error.URLError, TimeoutError) as err:

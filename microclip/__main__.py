@@ -1,0 +1,3 @@
+from microclip.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,240 @@
+# Validation, wildcard constraints and every input function of the DAG.
+# Config reaches jobs only through params; microclip/ never imports snakemake.
+
+import json
+import re
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+try:
+    from microclip.config import check_config, expand_dataset_names
+except ImportError as err:
+    raise WorkflowError(
+        f"the microclip package is not importable ({err}); run `make setup` or "
+        "`pip install -e .` in the environment that runs snakemake"
+    )
+
+try:
+    check_config(config, where="config")
+except ValueError as err:
+    raise WorkflowError(str(err))
+
+
+RUN = config["run"]
+RESULTS = f"results/{RUN}"
+RUNTIME = config["runtime"]
+VARIANTS = config.get("variants", {}) or {}
+MAIN_DATASETS = expand_dataset_names(config, config["datasets"])
+SEEDS = config["seeds"]
+
+
+def _known_description_sets():
+    sets = set(config.get("descriptions", {}).get("generate", {}) or {})
+    sources = lookup(dpath="descriptions/sources", within=config, default="descriptions/sources.yaml")
+    import yaml
+
+    with open(sources, encoding="utf-8") as handle:
+        sets |= set(yaml.safe_load(handle)["sets"])
+    sets |= {p.name for p in Path("descriptions").iterdir() if p.is_dir()}
+    return sets
+
+
+def description_set_of(method):
+    return VARIANTS.get(method, {}).get("descriptions", config["description_set"])
+
+
+_sets = _known_description_sets()
+for _name in {config["description_set"]} | {description_set_of(m) for m in VARIANTS}:
+    if _name not in _sets:
+        raise WorkflowError(
+            f"config: description set '{_name}' is unknown; known: {', '.join(sorted(_sets))} "
+            "(sets of descriptions/sources.yaml, descriptions.generate, folders in descriptions/)"
+        )
+
+
+# -- the grid -------------------------------------------------------------------------------
+def grid_runs():
+    """Every (method, dataset, backbone, seed) the config asks for, without duplicates."""
+    runs = []
+    main = config["main_backbone"]
+    for method in config["methods"]:
+        for dataset in MAIN_DATASETS:
+            for seed in SEEDS:
+                runs.append((method, dataset, main, seed))
+    scaling = config.get("scaling") or {"backbones": [], "methods": []}
+    for backbone in scaling["backbones"]:
+        for method in scaling["methods"]:
+            for dataset in MAIN_DATASETS:
+                for seed in SEEDS:
+                    runs.append((method, dataset, backbone, seed))
+    for run in ablation_runs():
+        runs.append(run[1:])
+    return list(dict.fromkeys(runs))
+
+
+def ablation_runs():
+    """(table, method, dataset, backbone, seed) of every ablation table."""
+    ablations = config.get("ablations") or {}
+    out = []
+    for table, spec in (ablations.get("tables") or {}).items():
+        for backbone in spec.get("backbones", [config["main_backbone"]]):
+            for method in spec["methods"]:
+                for dataset in ablations["datasets"]:
+                    for seed in ablations["seeds"]:
+                        out.append((table, method, dataset, backbone, seed))
+    return out
+
+
+GRID = grid_runs()
+
+
+def run_dir(method, dataset, backbone, seed):
+    return f"{RESULTS}/{method}/{dataset}/{backbone}/seed{seed}"
+
+
+def metrics_files():
+    return [f"{run_dir(*run)}/metrics.json" for run in GRID]
+
+
+def report_targets():
+    """What the report stage adds to `rule all` (see report.smk)."""
+    return [f"{RESULTS}/runs.csv", f"{RESULTS}/epochs.csv"] + report_outputs()
+
+
+def all_targets():
+    return metrics_files() + report_targets()
+
+
+def _alternatives(names):
+    return "|".join(re.escape(str(n)) for n in sorted(set(names), key=str)) or "(?!)"
+
+
+wildcard_constraints:
+    method=_alternatives(run[0] for run in GRID),
+    dataset=_alternatives(list(MAIN_DATASETS) + [r[1] for r in GRID]),
+    backbone=_alternatives(config["backbones"]),
+    seed=r"\d+",
+    descset=r"[A-Za-z0-9_.-]+",
+
+
+# -- datasets -------------------------------------------------------------------------------
+def manifest_dir(dataset):
+    return f"{RESULTS}/data/{dataset}"
+
+
+def get_manifest(wildcards):
+    folder = manifest_dir(wildcards.dataset)
+    return {
+        "train": f"{folder}/train.csv",
+        "test": f"{folder}/test.csv",
+        "classes": f"{folder}/classes.json",
+        "templates": f"{folder}/templates.json",
+    }
+
+
+def get_custom_entry(wildcards):
+    entry = (config.get("custom_datasets") or {}).get(wildcards.dataset)
+    return json.dumps(entry) if entry else ""
+
+
+def get_dataset_root(wildcards):
+    entry = (config.get("custom_datasets") or {}).get(wildcards.dataset)
+    if entry:
+        return entry["root"]
+    return f"{config['data_root']}/{wildcards.dataset}"
+
+
+# -- backbones -------------------------------------------------------------------------------
+def is_demo_backbone(backbone):
+    return bool(config["backbones"][backbone].get("demo", False))
+
+
+def demo_weights(backbone):
+    return f"{RESULTS}/backbones/{backbone}.pt"
+
+
+def get_pretrained(backbone):
+    """open_clip `pretrained`: a tag ("openai"), or the demo checkpoint the DAG trains."""
+    if is_demo_backbone(backbone):
+        return demo_weights(backbone)
+    return config["backbones"][backbone]["pretrained"] or "none"
+
+
+def get_weights_input(wildcards):
+    return [demo_weights(wildcards.backbone)] if is_demo_backbone(wildcards.backbone) else []
+
+
+# -- text -------------------------------------------------------------------------------------
+def description_file(dataset, description_set):
+    return f"descriptions/{description_set}/{dataset}.json"
+
+
+def prototypes_pointer(dataset, backbone, description_set):
+    return f"{RESULTS}/prototypes/{backbone}/{description_set}/{dataset}.json"
+
+
+def get_prototypes(wildcards):
+    return prototypes_pointer(
+        wildcards.dataset, wildcards.backbone, description_set_of(wildcards.method)
+    )
+
+
+# -- methods ----------------------------------------------------------------------------------
+def base_method(method):
+    return VARIANTS[method]["method"] if method in VARIANTS else method
+
+
+def get_options(wildcards):
+    method = base_method(wildcards.method)
+    options = dict((config.get("method_settings") or {}).get(method, {}).get("options", {}))
+    options.update(VARIANTS.get(wildcards.method, {}).get("options", {}))
+    return json.dumps(options, sort_keys=True)
+
+
+def get_train(wildcards):
+    method = base_method(wildcards.method)
+    train = {k: v for k, v in (config.get("train") or {}).items() if v is not None}
+    train.update((config.get("method_settings") or {}).get(method, {}).get("train", {}))
+    train.update(VARIANTS.get(wildcards.method, {}).get("train", {}))
+    return json.dumps(train, sort_keys=True)
+
+
+def get_labels(wildcards):
+    tables = sorted({t for t, m, d, b, s in ablation_runs() if m == wildcards.method})
+    return json.dumps(
+        {
+            "run": RUN,
+            "method": wildcards.method,
+            "backbone": wildcards.backbone,
+            "ablation": ",".join(tables),
+            "description_set": description_set_of(wildcards.method),
+        },
+        sort_keys=True,
+    )
+
+
+def run_args(wildcards):
+    """The shared command-line arguments of `microclip adapt` and `microclip evaluate`."""
+    backbone = config["backbones"][wildcards.backbone]
+    return " ".join(
+        [
+            f"--method {base_method(wildcards.method)}",
+            f"--dataset {wildcards.dataset}",
+            f"--model {backbone['model']}",
+            f"--pretrained {get_pretrained(wildcards.backbone)}",
+            f"--seed {wildcards.seed}",
+            f"--options '{get_options(wildcards)}'",
+            f"--train '{get_train(wildcards)}'",
+            f"--precision {RUNTIME['precision']}",
+            f"--device {RUNTIME['device']}",
+            f"--workers {RUNTIME['workers']}",
+            f"--test-crop {RUNTIME.get('test_crop', 'center')}",
+            "--eval-each-epoch" if RUNTIME.get("eval_each_epoch", True) else "--no-eval-each-epoch",
+            "--tf32" if RUNTIME.get("tf32", False) else "",
+        ]
+    )

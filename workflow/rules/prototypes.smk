@@ -1,0 +1,33 @@
+# Text prototypes per dataset x backbone x description set: the text tower runs once; the
+# pointer file names a content-addressed cache entry (hash of model, weights, description
+# file, templates, class names), reused while those inputs are unchanged.
+
+
+rule build_prototypes:
+    input:
+        unpack(lambda wildcards: {
+            "descriptions": description_file(wildcards.dataset, wildcards.descset),
+            "classes": f"{manifest_dir(wildcards.dataset)}/classes.json",
+            "templates": f"{manifest_dir(wildcards.dataset)}/templates.json",
+            "weights": get_weights_input(wildcards),
+        }),
+    output:
+        pointer=f"{RESULTS}/prototypes/{{backbone}}/{{descset}}/{{dataset}}.json",
+    log:
+        f"logs/{RUN}/build_prototypes/{{backbone}}/{{descset}}/{{dataset}}.log",
+    params:
+        model=lambda wildcards: config["backbones"][wildcards.backbone]["model"],
+        pretrained=lambda wildcards: get_pretrained(wildcards.backbone),
+        cache_dir="results/cache/prototypes",
+        device=RUNTIME["device"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "microclip prototypes --dataset {wildcards.dataset} --model {params.model} "
+        "--pretrained {params.pretrained} --descriptions {input.descriptions} "
+        "--classes {input.classes} --templates {input.templates} --out {output.pointer} "
+        "--cache-dir {params.cache_dir} --device {params.device} > {log} 2>&1"

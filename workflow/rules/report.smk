@@ -1,0 +1,175 @@
+# Report stage: metrics.json files -> runs.csv/epochs.csv -> tables and figures, every one
+# marked for `snakemake --report report.html` (captions in workflow/report/*.rst; categories are
+# datasets, subcategories backbones). Reads result files only; CPU jobs.
+
+
+include: "report_helpers.smk"
+
+
+# `python -m microclip` with the repository on PYTHONPATH: runs in envs/report.yaml (pandas,
+# scipy, matplotlib; no torch, no install of the package) and in the project's venv alike.
+MICROCLIP = "PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} python -m microclip"
+
+
+rule collect_results:
+    input:
+        metrics=metrics_files(),
+        published="reference/published.csv",
+    output:
+        runs=f"{RESULTS}/runs.csv",
+        epochs=f"{RESULTS}/epochs.csv",
+    log:
+        f"logs/{RUN}/collect_results.log",
+    params:
+        quiet="" if lookup(dpath="report/summary", within=config, default=True) else "--quiet",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        # the one-screen summary (stdout) goes to the terminal; messages go to the log
+        "{MICROCLIP} collect {input.metrics} --published {input.published} "
+        "--runs {output.runs} --epochs {output.epochs} {params.quiet} 2> {log}"
+
+
+rule make_tables:
+    input:
+        runs=f"{RESULTS}/runs.csv",
+        published="reference/published.csv",
+    output:
+        main=report(
+            directory(f"{RESULTS}/tables/main"),
+            patterns=["{backbone}.html"],
+            caption="../report/main_table.rst",
+            category="All datasets",
+            subcategory="{backbone}",
+            labels={"table": "main table", "backbone": "{backbone}"},
+        ),
+        datasets=report(
+            directory(f"{RESULTS}/tables/datasets"),
+            patterns=["{backbone}/{dataset}.html"],
+            caption="../report/dataset_table.rst",
+            category="{dataset}",
+            subcategory="{backbone}",
+            labels={"table": "per-dataset table", "dataset": "{dataset}", "backbone": "{backbone}"},
+        ),
+        ablations=report(
+            directory(f"{RESULTS}/tables/ablations"),
+            patterns=["{ablation}.html"],
+            caption="../report/ablation_table.rst",
+            category="Ablations",
+            subcategory="{ablation}",
+            labels={"table": "ablation", "ablation": "{ablation}"},
+        ),
+        provenance=report(
+            f"{RESULTS}/tables/provenance.html",
+            caption="../report/provenance.rst",
+            category="Provenance",
+            labels={"table": "provenance"},
+        ),
+        provenance_md=f"{RESULTS}/tables/provenance.md",
+    log:
+        f"logs/{RUN}/make_tables.log",
+    params:
+        out=f"{RESULTS}/tables",
+        grid=get_report_grid_args(),
+        ablations=get_ablation_specs_json(),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "{MICROCLIP} tables --runs {input.runs} --published {input.published} --out {params.out} "
+        "{params.grid} --ablations '{params.ablations}' > {log} 2>&1"
+
+
+rule make_plots:
+    input:
+        runs=f"{RESULTS}/runs.csv",
+        epochs=f"{RESULTS}/epochs.csv",
+    output:
+        accuracy=report(
+            directory(f"{RESULTS}/plots/accuracy"),
+            patterns=["{backbone}/{dataset}.png"],
+            caption="../report/accuracy.rst",
+            category="{dataset}",
+            subcategory="{backbone}",
+            labels={"figure": "accuracy per method", "dataset": "{dataset}", "backbone": "{backbone}"},
+        ),
+        epochs=report(
+            directory(f"{RESULTS}/plots/epochs"),
+            patterns=["{backbone}/{dataset}.png"],
+            caption="../report/epochs.rst",
+            category="{dataset}",
+            subcategory="{backbone}",
+            labels={"figure": "accuracy per epoch", "dataset": "{dataset}", "backbone": "{backbone}"},
+        ),
+        overview=report(
+            directory(f"{RESULTS}/plots/overview"),
+            patterns=["{backbone}.png"],
+            caption="../report/overview.rst",
+            category="All datasets",
+            subcategory="{backbone}",
+            labels={"figure": "accuracy, all datasets", "backbone": "{backbone}"},
+        ),
+        delta=report(
+            directory(f"{RESULTS}/plots/delta"),
+            patterns=["{backbone}.png"],
+            caption="../report/delta.rst",
+            category="All datasets",
+            subcategory="{backbone}",
+            labels={"figure": "gain over the strongest baseline", "backbone": "{backbone}"},
+        ),
+        gamma=report(
+            directory(f"{RESULTS}/plots/gamma"),
+            patterns=["{backbone}.png"],
+            caption="../report/gamma.rst",
+            category="Ablations",
+            subcategory="dka",
+            labels={"figure": "gamma sweep", "backbone": "{backbone}"},
+        ),
+    log:
+        f"logs/{RUN}/make_plots.log",
+    params:
+        out=f"{RESULTS}/plots",
+        grid=get_report_grid_args(),
+        gamma_ablation=lookup(dpath="report/gamma_ablation", within=config, default="dka"),
+        gamma_spec=get_gamma_spec_json(),
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "{MICROCLIP} plots --runs {input.runs} --epochs {input.epochs} --out {params.out} "
+        "{params.grid} --gamma-ablation {params.gamma_ablation} "
+        "--gamma-spec '{params.gamma_spec}' > {log} 2>&1"
+
+
+rule plot_saliency:
+    input:
+        npz=f"{RESULTS}/saliency/{{backbone}}/{{dataset}}.npz",
+    output:
+        png=report(
+            f"{RESULTS}/plots/saliency/{{backbone}}/{{dataset}}.png",
+            caption="../report/saliency.rst",
+            category="{dataset}",
+            subcategory="{backbone}",
+            labels={"figure": "saliency", "dataset": "{dataset}", "backbone": "{backbone}"},
+        ),
+        pdf=f"{RESULTS}/plots/saliency/{{backbone}}/{{dataset}}.pdf",
+    log:
+        f"logs/{RUN}/plot_saliency/{{backbone}}/{{dataset}}.log",
+    params:
+        max_images=lookup(dpath="saliency/max_images", within=config, default=8),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "{MICROCLIP} saliency {input.npz} --png {output.png} --pdf {output.pdf} "
+        "--title '{wildcards.dataset} / {wildcards.backbone}' "
+        "--max-images {params.max_images} > {log} 2>&1"
