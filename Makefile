@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 CORES ?= 2
+# --replace-workflow-config: the demo config replaces config.yaml instead of merging into it.
+DEMO := --configfile config/demo.yaml --replace-workflow-config
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 .PHONY: setup data demo demo-report test lint dryrun clean-demo
@@ -26,8 +28,8 @@ data:
 	fi
 
 demo: setup data
-	snakemake --cores $(CORES) --configfile config/demo.yaml
-	snakemake --cores $(CORES) --configfile config/demo.yaml --report results/demo/report.html
+	snakemake --cores $(CORES) $(DEMO)
+	snakemake --cores $(CORES) $(DEMO) --report results/demo/report.html
 
 test: setup data
 	pytest -q
@@ -35,7 +37,7 @@ test: setup data
 lint: setup
 	ruff check microclip tests benchmarks
 	snakemake --lint --cores 1
-	snakemake --lint --cores 1 --configfile config/demo.yaml
+	snakemake --lint --cores 1 $(DEMO)
 
 dryrun: setup
 	snakemake -n --cores 8

@@ -45,11 +45,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from microclip.data.custom import custom_dataset_from_config
-    from microclip.data.prepare import prepare_dataset
-
     from microclip.data import get_dataset
     from microclip.data.base import atomic_write_text
+    from microclip.data.custom import custom_dataset_from_config
+    from microclip.data.prepare import prepare_dataset
 
     if args.custom:
         spec = custom_dataset_from_config(args.dataset, args.custom, data_root=Path(args.root))
@@ -141,6 +140,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     log.info("%s %s %s seed %s: top-1 %.2f", metrics.get("method"), args.dataset,
              metrics.get("backbone"), args.seed, metrics["top1"])
+    return 0
+
+
+def cmd_fetch_descriptions(args: argparse.Namespace) -> int:
+    from microclip.text.published import fetch_published
+
+    fetch_published(
+        set_name=args.set, dataset=args.dataset,
+        classes=json.loads(Path(args.classes).read_text(encoding="utf-8")),
+        out_path=Path(args.out), manifest_path=Path(args.manifest),
+        sources_path=Path(args.sources), base_urls=args.base_urls, timeout_s=args.timeout_s,
+    )
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from microclip.text.describe import describe_dataset
+
+    describe_dataset(
+        dataset=args.dataset, classes=json.loads(Path(args.classes).read_text(encoding="utf-8")),
+        questions_path=Path(args.questions), styles_path=Path(args.styles),
+        generation=args.generation, cache_dir=Path(args.cache_dir), out_path=Path(args.out),
+        manifest_path=Path(args.manifest), set_name=args.set, mode=args.mode,
+        max_retries=args.max_retries, malformed_retries=args.malformed_retries,
+        timeout_s=args.timeout_s,
+    )
     return 0
 
 
@@ -244,26 +269,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--labels", type=_json_arg, default={}, help="run/method/backbone labels")
 
+    p = add("fetch-descriptions", cmd_fetch_descriptions, "fetch a published description set")
+    p.add_argument("--set", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--classes", required=True, help="classes JSON (label order)")
+    p.add_argument("--sources", default="descriptions/sources.yaml")
+    p.add_argument("--base-urls", type=_json_arg, default={})
+    p.add_argument("--timeout-s", type=float, default=60.0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--manifest", required=True)
+
+    p = add("describe", cmd_describe, "generate (record) or replay LLM class descriptions")
+    p.add_argument("--set", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--classes", required=True)
+    p.add_argument("--questions", required=True)
+    p.add_argument("--styles", required=True)
+    p.add_argument("--generation", type=_json_arg, default={})
+    p.add_argument("--cache-dir", required=True)
+    p.add_argument("--mode", choices=["replay", "record"], default="replay")
+    p.add_argument("--max-retries", type=int, default=5)
+    p.add_argument("--malformed-retries", type=int, default=2)
+    p.add_argument("--timeout-s", type=float, default=60.0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--manifest", required=True)
+
     p = add("check-config", cmd_check_config, "validate a config against the registries")
     p.add_argument("config")
 
-    _add_optional_commands(add)
+    # The report layer's subcommands (collect, tables, plots, saliency) live beside it.
+    from microclip.report.commands import register_commands
+
+    register_commands(add)
     return parser
-
-
-def _add_optional_commands(add) -> None:
-    """Subcommands of the description and report layers (registered by their modules)."""
-    try:
-        from microclip.text.commands import register_commands as text_commands
-    except ImportError:
-        text_commands = None
-    try:
-        from microclip.report.commands import register_commands as report_commands
-    except ImportError:
-        report_commands = None
-    for register in (text_commands, report_commands):
-        if register is not None:
-            register(add)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", message)
         return 2
     except Exception as err:  # DatasetError and friends: clear message, non-zero exit
-        if type(err).__name__ in {"DatasetError", "DescriptionError", "CacheMissError"}:
+        if type(err).__name__ in {"DatasetError", "MalformedAnswerError"}:
             log.error("%s", err)
             return 2
         raise

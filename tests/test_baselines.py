@@ -1,7 +1,7 @@
 """The prior-adaptation baselines (microclip/methods/{dpa,lafter,must,reclip}.py).
 
-Hand-built tensors check each method's own math (its pure helpers); a tiny generated world
-(10 classes of 28 px PNGs, the random-weight ``microclip-demo-vit`` saved once so that the
+Hand-built tensors check each method's own math (its pure helpers); conftest's tiny world
+(3 classes of 28 px PNGs, a random-weight ``microclip-demo-vit`` saved once so that the
 adapt and evaluate sessions load the same weights) runs every method end to end through
 ``microclip.runner`` with one epoch of batch 8. CPU only, a few tens of seconds.
 """
@@ -9,18 +9,15 @@ adapt and evaluate sessions load the same weights) runs every method end to end 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from microclip.data import DATASETS, get_dataset
-from microclip.data.base import Manifest, Sample, write_manifest
+from microclip.data.base import read_manifest
 from microclip.methods import METHODS
 from microclip.methods.dpa import (
     alignment_loss,
@@ -44,13 +41,12 @@ from microclip.methods.must import (
 )
 from microclip.methods.reclip import ReCLIPConfig, agreement_losses, reclip_epochs
 from microclip.methods.settings import release_row
-from microclip.model.backbones import DEMO_MODEL, create_clip
-from microclip.runner import RunSpec, _Session, adapt, evaluate, make_prototypes, resolve
+from microclip.model.backbones import DEMO_MODEL
+from microclip.runner import RunSpec, _Session, adapt, evaluate, resolve
 from microclip.text.prototypes import TextPrototypes
 
 torch.set_num_threads(1)  # the CPU is shared: keep every test single-threaded
 BASELINES = ("dpa", "lafter", "must", "must_ln", "reclip")
-DATASET = "fashion_shift"  # its class names and templates; the images are generated here
 
 
 # ------------------------------------------------------------------- settings data files
@@ -282,62 +278,44 @@ def test_reclip_agreement_losses_scale_the_visual_loss_by_an_extra_one_over_b():
 
 
 # ------------------------------------------------------------------- end to end (runner)
+@dataclasses.dataclass
+class World:
+    manifest: Path
+    prototypes: Path
+    weights: Path
+    runs: Path
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """10 classes x (3 train + 1 test) 28 px images, a saved random demo CLIP, prototypes."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("baselines")
-    spec = get_dataset(DATASET)
-    classes, templates = spec.classes(), spec.templates()
-    rng = np.random.default_rng(0)
-    samples = {"train": [], "test": []}
-    for label in range(len(classes)):
-        for split, count in (("train", 3), ("test", 1)):
-            for i in range(count):
-                pixels = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
-                pixels[..., label % 3] = 25 * label  # a faint class cue
-                path = root / "images" / f"{split}-{label}-{i}.png"
-                path.parent.mkdir(exist_ok=True)
-                Image.fromarray(pixels).save(path)
-                samples[split].append(Sample(str(path), label))
-    write_manifest(Manifest(classes, samples["train"], samples["test"]), root / "manifest")
-    torch.manual_seed(0)
-    clip, _ = create_clip(DEMO_MODEL, None)
-    weights = root / "clip.pt"
-    torch.save(clip.state_dict(), weights)
-    descriptions = root / "descriptions.json"
-    descriptions.write_text(
-        json.dumps({c: [f"a {c}.", f"a photo of {c} clothing."] for c in classes})
+def world(tiny_world, tmp_path_factory) -> World:
+    """conftest's tiny world (an unregistered dataset: every method's ``_default`` row)."""
+    return World(
+        manifest=tiny_world["manifest"],
+        prototypes=tiny_world["prototypes"],
+        weights=tiny_world["weights"],
+        runs=tmp_path_factory.mktemp("baseline_runs"),
     )
-    make_prototypes(
-        dataset=DATASET,
-        model=DEMO_MODEL,
-        pretrained=str(weights),
-        descriptions_path=descriptions,
-        out_pointer=root / "protos.json",
-        cache_dir=root / "cache",
-        classes=classes,
-        templates=templates,
-        device="cpu",
-    )
-    return root
 
 
-def _spec(world: Path, method: str, **train) -> RunSpec:
+def _spec(world: World, method: str, **train) -> RunSpec:
     return RunSpec(
         method,
-        DATASET,
+        "tiny",
         DEMO_MODEL,
-        str(world / "clip.pt"),
+        str(world.weights),
         seed=0,
         device="cpu",
         train={"epochs": 1, "batch_size": 8, **train},
     )
 
 
-def _run(world: Path, spec: RunSpec, name: str) -> dict:
-    out = world / "runs" / name
-    common = {"manifest_dir": world / "manifest", "prototypes_path": world / "protos.json"}
+def _session(world: World, method: str) -> _Session:
+    return _Session(_spec(world, method), world.manifest, world.prototypes)
+
+
+def _run(world: World, spec: RunSpec, name: str) -> dict:
+    out = world.runs / name
+    common = {"manifest_dir": world.manifest, "prototypes_path": world.prototypes}
     adapt(
         spec,
         **common,
@@ -357,16 +335,18 @@ def _run(world: Path, spec: RunSpec, name: str) -> dict:
 @pytest.mark.parametrize("method", BASELINES)
 def test_baseline_adapts_and_evaluates_end_to_end(world, method):
     metrics = _run(world, _spec(world, method), method)
-    assert 0.0 <= metrics["top1"] <= 100.0 and metrics["n_test"] == 10
+    assert 0.0 <= metrics["top1"] <= 100.0
+    assert metrics["n_test"] == len(read_manifest(world.manifest).test)
     (epoch,) = metrics["epochs"]
     assert math.isfinite(epoch["loss"]) and epoch["pseudo_label_acc"] is not None
     assert metrics["trainable_params"] > 0
 
 
 def test_trainable_sets_match_each_release(world):
-    session = _Session(_spec(world, "dpa"), world / "manifest", world / "protos.json")
+    session = _session(world, "dpa")
     visual = session.method.adapter.visual
-    width, d, k, p = 128, 64, 10, 7
+    k = session.manifest.num_classes
+    width, d, p = 128, 64, 7  # microclip-demo-vit
     ln = sum(
         q.numel()
         for m in visual.modules()
@@ -381,9 +361,9 @@ def test_trainable_sets_match_each_release(world):
         "must": sum(q.numel() for q in visual.parameters()) + k * d + mim,
     }
     for method, count in expected.items():
-        s = _Session(_spec(world, method), world / "manifest", world / "protos.json")
+        s = _session(world, method)
         assert s.method.num_trainable() == count, method
-    s = _Session(_spec(world, "reclip"), world / "manifest", world / "protos.json")
+    s = _session(world, "reclip")
     text_ln = sum(
         q.numel()
         for n, m in s.method.clip_t.named_modules()
@@ -397,25 +377,25 @@ def test_trainable_sets_match_each_release(world):
 def test_resumed_run_ends_where_an_uninterrupted_one_does(world, method):
     spec = _spec(world, method, epochs=2)
     whole = _run(world, spec, f"{method}-whole")
-    out = world / "runs" / f"{method}-resume"
+    out = world.runs / f"{method}-resume"
     common = {
-        "manifest_dir": world / "manifest",
-        "prototypes_path": world / "protos.json",
+        "manifest_dir": world.manifest,
+        "prototypes_path": world.prototypes,
         "out_state": out / "adapted.pt",
         "log_path": out / "log.jsonl",
         "checkpoint_path": out / "ckpt.pt",
     }
     assert adapt(spec, **common, stop_after_epoch=1) == {"stopped_after_epoch": 1}
     adapt(spec, **common)
-    a = torch.load(world / "runs" / f"{method}-whole" / "adapted.pt", weights_only=False)
+    a = torch.load(world.runs / f"{method}-whole" / "adapted.pt", weights_only=False)
     b = torch.load(out / "adapted.pt", weights_only=False)
     for name, tensor in a["state"]["tensors"].items():
         assert torch.equal(tensor, b["state"]["tensors"][name]), name
     assert whole["top1"] == pytest.approx(
         evaluate(
             spec,
-            manifest_dir=world / "manifest",
-            prototypes_path=world / "protos.json",
+            manifest_dir=world.manifest,
+            prototypes_path=world.prototypes,
             adapted_state=out / "adapted.pt",
             out_metrics=out / "metrics.json",
             labels={},
@@ -424,7 +404,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(world, method):
 
 
 def test_must_teacher_follows_the_ema_ramp(world):
-    session = _Session(_spec(world, "must_ln"), world / "manifest", world / "protos.json")
+    session = _session(world, "must_ln")
     method = session.method
     c = method.config
     student = dict(method.adapter.visual.named_parameters())

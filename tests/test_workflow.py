@@ -76,9 +76,9 @@ def test_paper_dry_run_plans_tables_plots_and_report(paper_plan):
 def test_snakemake_lint_is_clean(config):
     args = ["--lint"]
     if config == "tests/configs/demo_ci.yaml":
-        args += ["--configfile", "config/demo.yaml", config]
+        args += ["--configfile", "config/demo.yaml", config, "--replace-workflow-config"]
     elif config:
-        args += ["--configfile", config]
+        args += ["--configfile", config, "--replace-workflow-config"]
     result = snakemake(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations" in result.stdout + result.stderr
@@ -101,7 +101,7 @@ def test_bad_config_stops_before_any_job_naming_key_and_allowed(tmp_path, overri
     config.update(override)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "--cores", "1", "--configfile", str(path))
+    result = snakemake("-n", "--cores", "1", "--configfile", str(path), "--replace-workflow-config")
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
 
@@ -111,7 +111,7 @@ def test_demo_dag_runs_end_to_end_with_a_reduced_config():
     shutil.rmtree(REPO / "results" / "demo_ci", ignore_errors=True)
     result = snakemake(
         "--cores", "2", "--configfile", "config/demo.yaml", "tests/configs/demo_ci.yaml",
-        timeout=1500,
+        "--replace-workflow-config", timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     run = REPO / "results" / "demo_ci"

@@ -33,7 +33,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
     paths = list(args.metrics)
     if args.metrics_list:
         paths += [line.strip() for line in Path(args.metrics_list).read_text().splitlines()]
-    collect_runs([p for p in paths if p], args.runs, args.epochs, echo=not args.quiet)
+    collect_runs(
+        [p for p in paths if p],
+        args.runs,
+        args.epochs,
+        published_csv=args.published,
+        echo=not args.quiet,
+    )
     return 0
 
 
@@ -85,6 +91,7 @@ def register_commands(add) -> None:
     p.add_argument("--metrics-list", help="a file with one metrics.json path per line")
     p.add_argument("--runs", required=True, help="output runs.csv")
     p.add_argument("--epochs", required=True, help="output epochs.csv")
+    p.add_argument("--published", default=None, help="reference/published.csv for the summary")
     p.add_argument("--quiet", action="store_true", help="do not print the summary table")
 
     p = add("tables", cmd_tables, "main, per-dataset and ablation tables (CSV/MD/LaTeX/HTML)")

@@ -178,7 +178,8 @@ def plot_epoch_curves(
     backbone: str,
     focus_method: str = FOCUS_METHOD,
 ) -> list[Path]:
-    """Test top-1 (solid) and pseudo-label accuracy (dashed) per epoch, mean +- std over seeds.
+    """Test top-1 (solid) and pseudo-label accuracy (dashed) per epoch, mean over seeds (+- std
+    bands for the focus method, or for every method when there are at most four).
 
     Only the epochs of the given ``runs`` are drawn. Methods without epochs (zero-shot) are
     horizontal dotted lines at their top-1.
@@ -200,7 +201,10 @@ def plot_epoch_curves(
                 if mean.notna().any():
                     label = m if col == "test_top1" else f"{m} (pseudo-labels)"
                     ax.plot(mean.index, mean.values, style, color=colors[m], label=label)
-                    ax.fill_between(mean.index, mean - std, mean + std, color=colors[m], alpha=0.15)
+                    if m == focus_method or len(methods) <= 4:  # bands clutter many lines
+                        ax.fill_between(
+                            mean.index, mean - std, mean + std, color=colors[m], alpha=0.15
+                        )
                     drawn = True
         else:
             top = part.loc[part["method"] == m, "top1"].mean()

@@ -87,7 +87,7 @@ def paired_ttest(diffs: np.ndarray) -> PairedTest:
         return PairedTest(n, mean, math.nan, math.nan)
     if np.allclose(diffs, diffs[0], rtol=0.0, atol=1e-12):
         return PairedTest(n, mean, math.nan, math.nan)
-    res = stats.ttest_1samp(diffs, 0.0)  # == ttest_rel(a, b) on the paired columns
+    res = stats.ttest_rel(diffs, np.zeros_like(diffs))  # == ttest_rel(focus, baseline)
     return PairedTest(n, mean, float(res.statistic), float(res.pvalue))
 
 

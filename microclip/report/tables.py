@@ -431,6 +431,8 @@ def _main_notes(
                 f"{r.baseline}: W={_fmt_num(r.wilcoxon_w)}, p={fmt_p(r.wilcoxon_p)}, "
                 f"n={int(r.wilcoxon_n)}"
             )
+        if len(datasets) < 2:
+            over = ["not computed with fewer than 2 datasets"]
         notes.append(
             f"Across datasets, Wilcoxon signed-rank test on per-dataset means ({focus_method} vs "
             "each baseline, two-sided, exact for small n): " + "; ".join(over) + "."

@@ -15,6 +15,7 @@ rule adapt_method:
     log:
         f"logs/{RUN}/adapt_method/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}.log",
     params:
+        microclip=MICROCLIP,
         args=run_args,
         manifest=lambda wildcards: manifest_dir(wildcards.dataset),
         checkpoint=lambda wildcards: f"{run_dir(wildcards.method, wildcards.dataset, wildcards.backbone, wildcards.seed)}/checkpoint.pt",
@@ -25,6 +26,6 @@ rule adapt_method:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "microclip adapt {params.args} --threads {threads} --manifest {params.manifest} "
+        "{params.microclip} adapt {params.args} --threads {threads} --manifest {params.manifest} "
         "--prototypes {input.prototypes} --out {output.adapted} --epoch-log {output.epochs} "
         "--checkpoint {params.checkpoint} > {log} 2>&1"

@@ -13,6 +13,7 @@ rule prepare_dataset:
     log:
         f"logs/{RUN}/prepare_dataset/{{dataset}}.log",
     params:
+        microclip=MICROCLIP,
         root=get_dataset_root,
         out=lambda wildcards: manifest_dir(wildcards.dataset),
         custom=lambda wildcards: f"--custom '{get_custom_entry(wildcards)}'" if get_custom_entry(wildcards) else "",
@@ -29,5 +30,5 @@ rule prepare_dataset:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "microclip prepare --dataset {wildcards.dataset} --root {params.root} "
+        "{params.microclip} prepare --dataset {wildcards.dataset} --root {params.root} "
         "--out {params.out} {params.custom} {params.flags} > {log} 2>&1"

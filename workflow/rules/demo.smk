@@ -13,6 +13,7 @@ rule pretrain_demo_clip:
     log:
         f"logs/{RUN}/pretrain_demo_clip/{{backbone}}.log",
     params:
+        microclip=MICROCLIP,
         dataset=lookup(dpath="demo/dataset", within=config, default="fashion_shift"),
         root=lambda wildcards: f"{config['data_root']}/{lookup(dpath='demo/dataset', within=config, default='fashion_shift')}",
         options=json.dumps(lookup(dpath="demo/pretrain", within=config, default={})),
@@ -23,7 +24,7 @@ rule pretrain_demo_clip:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "microclip pretrain-demo --dataset {params.dataset} --root {params.root} "
+        "{params.microclip} pretrain-demo --dataset {params.dataset} --root {params.root} "
         "--descriptions {input.descriptions} --synonyms {input.synonyms} "
         "--out {output.weights} --stats {output.stats} --seed {params.seed} "
         "--threads {threads} --options '{params.options}' > {log} 2>&1"

@@ -37,7 +37,10 @@ rule fetch_descriptions:
     log:
         "logs/fetch_descriptions/{set}/{dataset}.log",
     params:
-        base_urls=lookup(dpath="descriptions/base_urls", within=config, default={}),
+        microclip=MICROCLIP,
+        base_urls=lambda wildcards: json.dumps(
+            lookup(dpath="descriptions/base_urls", within=config, default={})
+        ),
         timeout_s=lookup(dpath="descriptions/fetch_timeout_s", within=config, default=60),
     wildcard_constraints:
         set=PUBLISHED_SET_RE,
@@ -46,8 +49,11 @@ rule fetch_descriptions:
         network=1,
     conda:
         "../../envs/llm.yaml"
-    script:
-        "../scripts/fetch_descriptions.py"
+    shell:
+        "{params.microclip} fetch-descriptions --set {wildcards.set} --dataset {wildcards.dataset} "
+        "--classes {input.classes} --sources {input.sources} --base-urls '{params.base_urls}' "
+        "--timeout-s {params.timeout_s} --out {output.descriptions} --manifest {output.manifest} "
+        "> {log} 2>&1"
 
 
 rule describe:
@@ -61,7 +67,10 @@ rule describe:
     log:
         "logs/describe/{set}/{dataset}.log",
     params:
-        generation=lookup(dpath="descriptions/generate/{set}", within=config),
+        microclip=MICROCLIP,
+        generation=lambda wildcards: json.dumps(
+            lookup(dpath=f"descriptions/generate/{wildcards.set}", within=config)
+        ),
         mode=lookup(dpath="descriptions/llm/mode", within=config, default="replay"),
         cache_dir=lookup(
             dpath="descriptions/llm/cache", within=config, default="descriptions/llm_cache"
@@ -78,5 +87,10 @@ rule describe:
         llm_api=1,
     conda:
         "../../envs/llm.yaml"
-    script:
-        "../scripts/describe.py"
+    shell:
+        "{params.microclip} describe --set {wildcards.set} --dataset {wildcards.dataset} "
+        "--classes {input.classes} --questions {input.questions} --styles {input.styles} "
+        "--generation '{params.generation}' --cache-dir {params.cache_dir} --mode {params.mode} "
+        "--max-retries {params.max_retries} --malformed-retries {params.malformed_retries} "
+        "--timeout-s {params.timeout_s} --out {output.descriptions} "
+        "--manifest {output.manifest} > {log} 2>&1"

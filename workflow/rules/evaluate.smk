@@ -12,6 +12,7 @@ rule evaluate_method:
     log:
         f"logs/{RUN}/evaluate_method/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}.log",
     params:
+        microclip=MICROCLIP,
         args=run_args,
         manifest=lambda wildcards: manifest_dir(wildcards.dataset),
         labels=lambda wildcards: get_labels(wildcards),
@@ -22,6 +23,6 @@ rule evaluate_method:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "microclip evaluate {params.args} --threads {threads} --manifest {params.manifest} "
+        "{params.microclip} evaluate {params.args} --threads {threads} --manifest {params.manifest} "
         "--prototypes {input.prototypes} --adapted {input.adapted} --out {output.metrics} "
         "--labels '{params.labels}' > {log} 2>&1"

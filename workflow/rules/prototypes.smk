@@ -16,6 +16,7 @@ rule build_prototypes:
     log:
         f"logs/{RUN}/build_prototypes/{{backbone}}/{{descset}}/{{dataset}}.log",
     params:
+        microclip=MICROCLIP,
         model=lambda wildcards: config["backbones"][wildcards.backbone]["model"],
         pretrained=lambda wildcards: get_pretrained(wildcards.backbone),
         cache_dir="results/cache/prototypes",
@@ -27,7 +28,7 @@ rule build_prototypes:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "microclip prototypes --dataset {wildcards.dataset} --model {params.model} "
+        "{params.microclip} prototypes --dataset {wildcards.dataset} --model {params.model} "
         "--pretrained {params.pretrained} --descriptions {input.descriptions} "
         "--classes {input.classes} --templates {input.templates} --out {output.pointer} "
         "--cache-dir {params.cache_dir} --device {params.device} > {log} 2>&1"

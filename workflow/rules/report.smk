@@ -3,12 +3,7 @@
 # datasets, subcategories backbones). Reads result files only; CPU jobs.
 
 
-include: "report_helpers.smk"
-
-
-# `python -m microclip` with the repository on PYTHONPATH: runs in envs/report.yaml (pandas,
-# scipy, matplotlib; no torch, no install of the package) and in the project's venv alike.
-MICROCLIP = "PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} python -m microclip"
+import os
 
 
 rule collect_results:
@@ -21,6 +16,7 @@ rule collect_results:
     log:
         f"logs/{RUN}/collect_results.log",
     params:
+        microclip=MICROCLIP,
         quiet="" if lookup(dpath="report/summary", within=config, default=True) else "--quiet",
     threads: 1
     resources:
@@ -29,7 +25,7 @@ rule collect_results:
         "../../envs/report.yaml"
     shell:
         # the one-screen summary (stdout) goes to the terminal; messages go to the log
-        "{MICROCLIP} collect {input.metrics} --published {input.published} "
+        "{params.microclip} collect {input.metrics} --published {input.published} "
         "--runs {output.runs} --epochs {output.epochs} {params.quiet} 2> {log}"
 
 
@@ -72,7 +68,8 @@ rule make_tables:
     log:
         f"logs/{RUN}/make_tables.log",
     params:
-        out=f"{RESULTS}/tables",
+        microclip=MICROCLIP,
+        out=lambda wildcards, output: os.path.dirname(output.main),
         grid=get_report_grid_args(),
         ablations=get_ablation_specs_json(),
     threads: 1
@@ -81,7 +78,7 @@ rule make_tables:
     conda:
         "../../envs/report.yaml"
     shell:
-        "{MICROCLIP} tables --runs {input.runs} --published {input.published} --out {params.out} "
+        "{params.microclip} tables --runs {input.runs} --published {input.published} --out {params.out} "
         "{params.grid} --ablations '{params.ablations}' > {log} 2>&1"
 
 
@@ -133,7 +130,8 @@ rule make_plots:
     log:
         f"logs/{RUN}/make_plots.log",
     params:
-        out=f"{RESULTS}/plots",
+        microclip=MICROCLIP,
+        out=lambda wildcards, output: os.path.dirname(output.accuracy),
         grid=get_report_grid_args(),
         gamma_ablation=lookup(dpath="report/gamma_ablation", within=config, default="dka"),
         gamma_spec=get_gamma_spec_json(),
@@ -143,7 +141,7 @@ rule make_plots:
     conda:
         "../../envs/report.yaml"
     shell:
-        "{MICROCLIP} plots --runs {input.runs} --epochs {input.epochs} --out {params.out} "
+        "{params.microclip} plots --runs {input.runs} --epochs {input.epochs} --out {params.out} "
         "{params.grid} --gamma-ablation {params.gamma_ablation} "
         "--gamma-spec '{params.gamma_spec}' > {log} 2>&1"
 
@@ -163,6 +161,7 @@ rule plot_saliency:
     log:
         f"logs/{RUN}/plot_saliency/{{backbone}}/{{dataset}}.log",
     params:
+        microclip=MICROCLIP,
         max_images=lookup(dpath="saliency/max_images", within=config, default=8),
     threads: 1
     resources:
@@ -170,6 +169,6 @@ rule plot_saliency:
     conda:
         "../../envs/report.yaml"
     shell:
-        "{MICROCLIP} saliency {input.npz} --png {output.png} --pdf {output.pdf} "
+        "{params.microclip} saliency {input.npz} --png {output.png} --pdf {output.pdf} "
         "--title '{wildcards.dataset} / {wildcards.backbone}' "
         "--max-images {params.max_images} > {log} 2>&1"
