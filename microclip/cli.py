@@ -143,6 +143,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from microclip.runner import explain
+
+    explain(
+        _run_spec(args), manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
+        adapted_state=Path(args.adapted), out_npz=Path(args.out), max_images=args.max_images,
+    )
+    return 0
+
+
 def cmd_fetch_descriptions(args: argparse.Namespace) -> int:
     from microclip.text.published import fetch_published
 
@@ -268,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapted", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--labels", type=_json_arg, default={}, help="run/method/backbone labels")
+
+    p = add("explain", cmd_explain, "saliency arrays (NCut, SOAP, [CLS]) of an adapted state")
+    _run_arguments(p)
+    p.add_argument("--adapted", required=True)
+    p.add_argument("--out", required=True, help=".npz for `microclip saliency`")
+    p.add_argument("--max-images", type=int, default=8)
 
     p = add("fetch-descriptions", cmd_fetch_descriptions, "fetch a published description set")
     p.add_argument("--set", required=True)

@@ -344,3 +344,48 @@ def evaluate(
     }
     atomic_write_text(Path(out_metrics), json.dumps(metrics, indent=1, default=str) + "\n")
     return metrics
+
+
+def explain(
+    spec: RunSpec,
+    *,
+    manifest_dir: Path,
+    prototypes_path: Path,
+    adapted_state: Path,
+    out_npz: Path,
+    max_images: int = 8,
+) -> Path:
+    """Saliency arrays of an adapted microCLIP for the first test images (figures 1 and 4).
+
+    Writes ``images`` (n, H, W, 3) uint8, ``ncut_mask``, ``soap_attention`` and
+    ``cls_attention`` (n, gh, gw) to ``out_npz``.
+    """
+    import numpy as np
+
+    session = _Session(spec, manifest_dir, prototypes_path)
+    saved = torch.load(Path(adapted_state), map_location="cpu", weights_only=False)
+    session.method.load_checkpoint_state(saved["state"])
+    explain_fn = getattr(session.method, "explain", None)
+    if explain_fn is None:
+        raise ValueError(f"method '{spec.method}' has no saliency (explain) to draw")
+    loader = session.loader(session.manifest.test[:max_images], ("test",), shuffle=False,
+                            epoch=0, batch_size=max_images)
+    images = next(iter(loader))["test"].to(session.device)
+    session.method.eval()
+    parts = explain_fn(images)
+    grid = session.method.adapter.grid_size
+    mean = torch.tensor(session.view_spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(session.view_spec.std).view(1, 3, 1, 1)
+    pixels = ((images.cpu() * std + mean).clamp(0, 1) * 255).round().byte()
+    arrays = {"images": pixels.permute(0, 2, 3, 1).numpy()}
+    for key in ("ncut_mask", "soap_attention", "cls_attention"):
+        value = parts.get(key)
+        if value is None:  # e.g. an ablation without SOAP: an all-NaN map, drawn blank
+            value = torch.full((len(images), grid[0] * grid[1]), float("nan"))
+        arrays[key] = value.float().cpu().reshape(len(images), *grid).numpy()
+    out_npz = Path(out_npz)
+    out_npz.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_npz.with_name(f".{out_npz.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(out_npz)
+    return out_npz

@@ -8,27 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from toy_shapes import CLASSES, draw
 
 from microclip.data.base import Manifest, Sample, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CLASSES = ["red square", "blue circle", "green bar"]
-
-
-def _draw(label: int, rng: np.random.Generator, size: int = 28) -> np.ndarray:
-    """A 28 px RGB image whose class shows in colour and shape (learnable in a few steps)."""
-    image = (rng.random((size, size, 3)) * 40).astype(np.uint8)
-    colour = np.zeros(3, dtype=np.uint8)
-    colour[label % 3] = 200
-    lo, hi = rng.integers(3, 8), rng.integers(20, 25)
-    if label == 0:
-        image[lo:hi, lo:hi] = colour
-    elif label == 1:
-        yy, xx = np.mgrid[:size, :size]
-        image[(yy - 14) ** 2 + (xx - 14) ** 2 < (hi - lo) ** 2 // 4] = colour
-    else:
-        image[:, lo : lo + 5] = colour
-    return image
+TINY_CLASSES = CLASSES
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +27,7 @@ def tiny_world(tmp_path_factory) -> dict[str, Path]:
             for i in range(per_class):
                 path = root / "images" / split / f"{label}_{i}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(_draw(label, rng)).save(path)
+                Image.fromarray(draw(TINY_CLASSES[label], rng)).save(path)
                 samples[split].append(Sample(str(path), label))
     manifest_dir = root / "manifest"
     write_manifest(Manifest(TINY_CLASSES, samples["train"], samples["test"]), manifest_dir)

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from microclip.methods import METHODS
-from microclip.methods.catalog import count_trainable, random_prototypes
 from microclip.methods.base import MethodContext
+from microclip.methods.catalog import count_trainable, random_prototypes
 from microclip.model.adapter import VisualAdapter
 from microclip.model.backbones import DEMO_MODEL, create_clip
 from microclip.runner import RunSpec, adapt, evaluate
@@ -64,9 +64,13 @@ def test_trainable_set_is_only_visual_layernorms_head_and_soap(demo_clip):
     clip, tokenizer = demo_clip
     adapter = VisualAdapter(clip.visual)
     context = MethodContext(
-        clip=clip, tokenizer=tokenizer, adapter=adapter,
-        prototypes=random_prototypes(5, adapter.embed_dim), dataset="x",
-        device=torch.device("cpu"), seed=0,
+        clip=clip,
+        tokenizer=tokenizer,
+        adapter=adapter,
+        prototypes=random_prototypes(5, adapter.embed_dim),
+        dataset="x",
+        device=torch.device("cpu"),
+        seed=0,
     )
     entry = METHODS.get("microclip")
     method = entry.cls(context, entry.build_config({}))
@@ -85,9 +89,13 @@ def test_larger_backbones_build_and_run_one_microclip_step(model):
     clip.requires_grad_(False)
     adapter = VisualAdapter(clip.visual)
     context = MethodContext(
-        clip=clip, tokenizer=tokenizer, adapter=adapter,
-        prototypes=random_prototypes(4, adapter.embed_dim), dataset="x",
-        device=torch.device("cpu"), seed=0,
+        clip=clip,
+        tokenizer=tokenizer,
+        adapter=adapter,
+        prototypes=random_prototypes(4, adapter.embed_dim),
+        dataset="x",
+        device=torch.device("cpu"),
+        seed=0,
     )
     entry = METHODS.get("microclip")
     method = entry.cls(context, entry.build_config({"num_crops": 2}))
@@ -107,16 +115,25 @@ def test_larger_backbones_build_and_run_one_microclip_step(model):
 
 def _spec(method: str, world, **train) -> RunSpec:
     return RunSpec(
-        method=method, dataset="tiny", model=DEMO_MODEL, pretrained=str(world["weights"]), seed=3,
-        train={"epochs": 3, "batch_size": 8, "lr": 1e-3, **train}, threads=1,
+        method=method,
+        dataset="tiny",
+        model=DEMO_MODEL,
+        pretrained=str(world["weights"]),
+        seed=3,
+        train={"epochs": 3, "batch_size": 8, "lr": 1e-3, **train},
+        threads=1,
     )
 
 
 def _adapt(spec: RunSpec, world, out: Path, **kwargs):
     return adapt(
-        spec, manifest_dir=world["manifest"], prototypes_path=world["prototypes"],
-        out_state=out / "adapted.pt", log_path=out / "epochs.jsonl",
-        checkpoint_path=out / "checkpoint.pt", **kwargs,
+        spec,
+        manifest_dir=world["manifest"],
+        prototypes_path=world["prototypes"],
+        out_state=out / "adapted.pt",
+        log_path=out / "epochs.jsonl",
+        checkpoint_path=out / "checkpoint.pt",
+        **kwargs,
     )
 
 
@@ -146,8 +163,11 @@ def test_microclip_adapts_and_writes_flat_metrics(tiny_world, tmp_path):
     spec = _spec("microclip", tiny_world)
     _adapt(spec, tiny_world, tmp_path)
     metrics = evaluate(
-        spec, manifest_dir=tiny_world["manifest"], prototypes_path=tiny_world["prototypes"],
-        adapted_state=tmp_path / "adapted.pt", out_metrics=tmp_path / "metrics.json",
+        spec,
+        manifest_dir=tiny_world["manifest"],
+        prototypes_path=tiny_world["prototypes"],
+        adapted_state=tmp_path / "adapted.pt",
+        out_metrics=tmp_path / "metrics.json",
         labels={"run": "t", "method": "microclip", "backbone": "demo", "ablation": ""},
     )
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -179,9 +199,14 @@ def test_microclip_adapts_and_writes_flat_metrics(tiny_world, tmp_path):
 )
 def test_every_ablation_switch_trains_one_epoch(tiny_world, tmp_path, options):
     spec = RunSpec(
-        method="microclip", dataset="tiny", model=DEMO_MODEL,
-        pretrained=str(tiny_world["weights"]), seed=0,
-        options=options, train={"epochs": 1, "batch_size": 12}, eval_each_epoch=False,
+        method="microclip",
+        dataset="tiny",
+        model=DEMO_MODEL,
+        pretrained=str(tiny_world["weights"]),
+        seed=0,
+        options=options,
+        train={"epochs": 1, "batch_size": 12},
+        eval_each_epoch=False,
     )
     result = _adapt(spec, tiny_world, tmp_path)
     assert len(result["history"]) == 1 and result["history"][0]["loss"] > 0
@@ -189,9 +214,13 @@ def test_every_ablation_switch_trains_one_epoch(tiny_world, tmp_path, options):
 
 def test_supervised_upper_bound_pseudo_labels_are_the_true_labels(tiny_world, tmp_path):
     spec = RunSpec(
-        method="microclip", dataset="tiny", model=DEMO_MODEL,
-        pretrained=str(tiny_world["weights"]), seed=0,
-        options={"supervised": True}, train={"epochs": 1, "batch_size": 12},
+        method="microclip",
+        dataset="tiny",
+        model=DEMO_MODEL,
+        pretrained=str(tiny_world["weights"]),
+        seed=0,
+        options={"supervised": True},
+        train={"epochs": 1, "batch_size": 12},
         eval_each_epoch=False,
     )
     result = _adapt(spec, tiny_world, tmp_path)

@@ -21,7 +21,11 @@ pytestmark = pytest.mark.workflow
 def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(
-        [str(BIN / "snakemake"), *args], cwd=REPO, env=env, capture_output=True, text=True,
+        [str(BIN / "snakemake"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 
@@ -64,6 +68,7 @@ def test_paper_dry_run_plans_data_descriptions_and_prototypes(paper_plan):
     # (B/32 + B/16) x 13 + L/14 x 5 (backbone ablation) + B/32 LaFTer set x 5
     assert paper_plan["build_prototypes"] == 36
     assert "pretrain_demo_clip" not in paper_plan
+    assert paper_plan["explain_saliency"] == 3 and paper_plan["plot_saliency"] == 3
 
 
 def test_paper_dry_run_plans_tables_plots_and_report(paper_plan):
@@ -108,20 +113,35 @@ def test_bad_config_stops_before_any_job_naming_key_and_allowed(tmp_path, overri
 
 @pytest.mark.slow
 def test_demo_dag_runs_end_to_end_with_a_reduced_config():
+    from toy_shapes import make_toy_shapes
+
     shutil.rmtree(REPO / "results" / "demo_ci", ignore_errors=True)
+    make_toy_shapes(REPO / "data" / "toy_shapes")
     result = snakemake(
-        "--cores", "2", "--configfile", "config/demo.yaml", "tests/configs/demo_ci.yaml",
-        "--replace-workflow-config", timeout=1500,
+        "--cores",
+        "2",
+        "--configfile",
+        "config/demo.yaml",
+        "tests/configs/demo_ci.yaml",
+        "--replace-workflow-config",
+        timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     run = REPO / "results" / "demo_ci"
     metrics = {
-        m: json.loads((run / m / "fashion_shift" / "demo-clip" / "seed0" / "metrics.json").read_text())
+        m: json.loads(
+            (run / m / "fashion_shift" / "demo-clip" / "seed0" / "metrics.json").read_text()
+        )
         for m in ("zs_templates", "zs_descriptions", "microclip")
     }
     for name, record in metrics.items():
         assert record["method"] == name and record["n_test"] == 10_000
         assert 10.0 < record["top1"] < 100.0, (name, record["top1"])
+    # The custom dataset added in config alone went through the same stages.
+    toy = json.loads(
+        (run / "microclip" / "toy_shapes" / "demo-clip" / "seed0" / "metrics.json").read_text()
+    )
+    assert toy["n_test"] == 30 and toy["num_classes"] == 3
     assert metrics["microclip"]["epochs"][0]["pseudo_label_acc"] is not None
     assert (run / "runs.csv").is_file() and (run / "epochs.csv").is_file()
     assert any((run / "tables").glob("*.md"))

@@ -18,6 +18,7 @@ Example entry (YAML)::
       root: my_flowers                  # <data root>/my_flowers
       classes: [daisy, rose, tulip]     # label order; or a .json list / .txt file
       templates: ["a photo of a {}, a type of flower."]
+      descriptions: descriptions/mine/my_flowers.json   # optional; else descriptions/{set}/
 """
 
 from __future__ import annotations
@@ -31,7 +32,18 @@ from typing import Any
 from microclip.data.base import DatasetError, DatasetSpec, Manifest
 from microclip.data.layout import ClassIndex, class_folders, image_files, make_manifest
 
-ALLOWED_KEYS = ("type", "root", "classes", "templates", "train", "test", "csv", "title")
+# "descriptions" (a description file path) is read by the workflow, not by the spec.
+ALLOWED_KEYS = (
+    "type",
+    "root",
+    "classes",
+    "templates",
+    "train",
+    "test",
+    "csv",
+    "title",
+    "descriptions",
+)
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
 
@@ -213,7 +225,7 @@ def custom_dataset_from_config(
     unknown = sorted(set(entry) - set(ALLOWED_KEYS))
     if unknown:
         raise ValueError(
-            f"config.yaml: datasets.{key} has unknown keys {unknown}; allowed: {', '.join(ALLOWED_KEYS)}"
+            f"config.yaml: custom_datasets.{key} has unknown keys {unknown}; allowed: {', '.join(ALLOWED_KEYS)}"
         )
     if entry.get("type", "custom") != "custom":
         raise ValueError(

@@ -7,6 +7,18 @@ on clean Fashion-MNIST images paired with captions built from class names, templ
 synonyms and the demo's descriptions. The checkpoint is then loaded back through
 ``open_clip.create_model(..., pretrained=<path>)`` like any real one. The target domain
 (shifted images) is never seen here.
+
+Value-path alignment (auxiliary term). microCLIP's [FG] token pools the last block's
+value-path patch tokens and projects them with the CLIP projection; that relies on a
+property large CLIPs acquire from web-scale training (MaskCLIP: value-path tokens through
+ln_post and proj are text-aligned), which this 350-step CLIP does not: with the plain loss
+a single patch token names the image's class zero-shot 28-52 % of the time on clean source
+test images (CLS: 84 %) and [FG] reaches 40 %. So the pretraining adds the same contrastive
+loss on the MEAN of the value-path patch tokens (weight 1 by default): in a ViT the
+last block's [CLS] output is largely an attention-weighted sum of those value-path
+contributions, and aligning only their mean states that, leaving individual patches free
+to differ (per-patch zero-shot then 60-79 %, [FG] 68 %, [CLS] unchanged). Aligning every
+patch instead (``patch_loss="each"``) makes all patches near copies of [CLS].
 """
 
 from __future__ import annotations
@@ -82,37 +94,6 @@ def _symmetric_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     )
 
 
-BACKGROUND_CAPTIONS = [
-    "a black background.",
-    "an empty dark area.",
-    "a plain black patch of background.",
-    "nothing, just a dark background.",
-]
-
-
-def _ink_patches(images: np.ndarray, patch: int, *, level: int = 25, share: float = 0.25):
-    """(n, N) bool: patches where at least ``share`` of the pixels exceed ``level``."""
-    x = torch.as_tensor(images) > level  # (n, H, W)
-    n, h, w = x.shape
-    grid = x.view(n, h // patch, patch, w // patch, patch).float().mean((2, 4))
-    return grid.flatten(1) >= share
-
-
-def _local_patch_loss(patch_logits_scaled_z, z_txt, z_bg, targets, fg):
-    """Dense alignment: garment patches -> their image's captions, background -> background.
-
-    patch_logits_scaled_z (B, N, d) scaled unit patch embeddings; z_txt (B, d) the batch's
-    captions; z_bg (G, d) background captions; targets (B, B); fg (B, N) bool.
-    """
-    b, n, _ = patch_logits_scaled_z.shape
-    logits = patch_logits_scaled_z @ torch.cat([z_txt, z_bg]).T  # (B, N, B + G)
-    g = z_bg.shape[0]
-    fg_target = torch.cat([targets, targets.new_zeros(b, g)], dim=1)  # (B, B + G)
-    bg_target = torch.cat([targets.new_zeros(b), targets.new_full((g,), 1.0 / g)])
-    target = torch.where(fg[..., None], fg_target[:, None], bg_target)  # (B, N, B + G)
-    return F.cross_entropy(logits.reshape(b * n, -1), target.reshape(b * n, -1))
-
-
 def pretrain_demo_clip(
     *,
     data_root: Path,
@@ -127,12 +108,19 @@ def pretrain_demo_clip(
     warmup_steps: int = 30,
     weight_decay: float = 0.1,
     seed: int = 0,
-    patch_loss_weight: float = 0.0,
+    patch_loss_weight: float = 1.0,
     patch_loss: str = "mean",
 ) -> dict[str, float]:
-    """Contrastive pretraining on the source domain; returns figures for the README."""
-    if patch_loss not in {"mean", "each", "local"}:
-        raise ValueError(f"patch_loss = {patch_loss!r}; expected 'mean', 'each' or 'local'")
+    """Contrastive pretraining on the source domain; returns figures for the README.
+
+    ``patch_loss_weight`` (default 1.0, the same weight as the [CLS] term; 0 = plain CLIP
+    loss) adds the same contrastive loss on the last block's value-path patch tokens
+    (``VisualAdapter(...).patches`` through the CLIP projection): ``patch_loss="mean"``
+    aligns their mean with the captions, ``"each"`` aligns every patch token (ablation:
+    the patches then become near copies of [CLS]). See the module docstring for why.
+    """
+    if patch_loss not in {"mean", "each"}:
+        raise ValueError(f"patch_loss = {patch_loss!r}; expected 'mean' or 'each'")
     start = time.perf_counter()
     seed_everything(seed)
     clip, tokenizer = create_clip(DEMO_MODEL, None)
@@ -143,8 +131,6 @@ def pretrain_demo_clip(
     labels = torch.as_tensor(train_y[:SOURCE_END])
     captions, owners = caption_pool(classes, templates, synonyms, descriptions)
     tokens = tokenizer(captions)  # (C, context)
-    bg_tokens = tokenizer(BACKGROUND_CAPTIONS)  # (G, context)
-    fg_patch = _ink_patches(train_x[:SOURCE_END], adapter.patch_size)  # (n, N) bool
     by_class = [np.flatnonzero(np.asarray(owners) == k) for k in range(len(classes))]
 
     steps = max(1, math.ceil(epochs * len(labels) / batch_size))
@@ -167,11 +153,7 @@ def pretrain_demo_clip(
         batch_labels = labels[idx]
         caption_idx = [int(rng.choice(by_class[int(y)])) for y in batch_labels]
         feats = adapter(images[idx], with_patches=patch_loss_weight > 0)
-        text = tokens[caption_idx]
-        if patch_loss == "local" and patch_loss_weight > 0:
-            text = torch.cat([text, bg_tokens])
-        z_txt = F.normalize(clip.encode_text(text), dim=-1)
-        z_bg, z_txt = z_txt[batch_size:], z_txt[:batch_size]
+        z_txt = F.normalize(clip.encode_text(tokens[caption_idx]), dim=-1)
         logit_scale = clip.logit_scale.exp()
         # Captions of the same class are all positives (a batch holds many per class).
         same = (batch_labels[:, None] == batch_labels[None, :]).float()
@@ -183,14 +165,8 @@ def pretrain_demo_clip(
                 z_patch = F.normalize(patches.mean(1), dim=-1)[None]  # (1, B, d)
             else:
                 z_patch = F.normalize(patches, dim=-1).transpose(0, 1)  # (N, B, d)
-            if patch_loss == "local":
-                patch_loss_value = _local_patch_loss(
-                    logit_scale * z_patch.transpose(0, 1), z_txt, z_bg, targets, fg_patch[idx]
-                )
-            else:
-                patch_logits = logit_scale * z_patch @ z_txt.T  # (1 or N, B, B)
-                patch_loss_value = _symmetric_ce(patch_logits, targets)
-            loss = loss + patch_loss_weight * patch_loss_value
+            patch_logits = logit_scale * z_patch @ z_txt.T  # (1 or N, B, B)
+            loss = loss + patch_loss_weight * _symmetric_ce(patch_logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

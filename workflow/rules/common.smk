@@ -142,9 +142,9 @@ def get_custom_entry(wildcards):
 
 
 def get_dataset_root(wildcards):
-    entry = (config.get("custom_datasets") or {}).get(wildcards.dataset)
-    if entry:
-        return entry["root"]
+    """Registered datasets: data_root/<dataset>; custom ones resolve their own root."""
+    if wildcards.dataset in (config.get("custom_datasets") or {}):
+        return config["data_root"]
     return f"{config['data_root']}/{wildcards.dataset}"
 
 
@@ -170,7 +170,8 @@ def get_weights_input(wildcards):
 
 # -- text -------------------------------------------------------------------------------------
 def description_file(dataset, description_set):
-    return f"descriptions/{description_set}/{dataset}.json"
+    entry = (config.get("custom_datasets") or {}).get(dataset) or {}
+    return entry.get("descriptions", f"descriptions/{description_set}/{dataset}.json")
 
 
 def prototypes_pointer(dataset, backbone, description_set):
@@ -215,6 +216,16 @@ def get_labels(wildcards):
             "description_set": description_set_of(wildcards.method),
         },
         sort_keys=True,
+    )
+
+
+def saliency_wildcards(wildcards):
+    """The run whose checkpoint the saliency figure explains: `saliency.method`, first seed."""
+    from types import SimpleNamespace
+
+    method = lookup(dpath="saliency/method", within=config, default="microclip")
+    return SimpleNamespace(
+        method=method, dataset=wildcards.dataset, backbone=wildcards.backbone, seed=SEEDS[0]
     )
 
 
