@@ -51,7 +51,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from microclip.data.prepare import prepare_dataset
 
     if args.custom:
-        spec = custom_dataset_from_config(args.dataset, args.custom, data_root=Path(args.root))
+        spec = custom_dataset_from_config(
+            args.dataset, args.custom, data_root=Path(args.root).resolve()
+        )
     else:
         spec = get_dataset(args.dataset)
     manifest = prepare_dataset(

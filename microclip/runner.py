@@ -151,9 +151,17 @@ def resolve(spec: RunSpec) -> tuple[Any, TrainSettings]:
     return entry.build_config(options), settings
 
 
-def config_fingerprint(spec: RunSpec, config: Any, settings: TrainSettings) -> str:
+def config_fingerprint(
+    spec: RunSpec, config: Any, settings: TrainSettings, prototypes_key: str | None = None
+) -> str:
+    """Hash of everything that determines a run's result except the seed.
+
+    ``prototypes_key`` is the content hash of the text prototypes, which covers the backbone
+    weights file, the descriptions, the templates and the class names.
+    """
     return canonical_hash(
         {
+            "prototypes": prototypes_key,
             "method": spec.method,
             "dataset": spec.dataset,
             "model": spec.model,
@@ -203,7 +211,9 @@ class _Session:
             std=tuple(pre.get("std", ViewSpec.std)),
             test_crop=spec.test_crop,
         )
-        self.fingerprint = config_fingerprint(spec, self.config, self.settings)
+        self.fingerprint = config_fingerprint(
+            spec, self.config, self.settings, self.prototypes.meta.get("key")
+        )
 
     def loader(self, samples, views, *, shuffle: bool, epoch: int, batch_size: int,
                drop_last: bool = False) -> DataLoader:

@@ -61,6 +61,19 @@ def test_every_registered_dataset_resolves_from_the_settings_file(method):
         assert METHODS.get(method).config_cls is type(config)
 
 
+def test_a_settings_row_with_an_unknown_key_names_the_allowed_ones(monkeypatch):
+    import microclip.methods.settings as settings_module
+    from microclip.methods.base import TrainSettings
+    from microclip.methods.dpa import DPAConfig
+
+    table = {"_default": {"lr": 1e-4, "_source": "x"}, "dtd": {"alpha_typo": 1.0}}
+    monkeypatch.setattr(settings_module, "_table", lambda method: table)
+    default_train, options = settings_module.release_settings("dpa", DPAConfig, TrainSettings())
+    with pytest.raises(KeyError, match="'dtd' has unknown key.*alpha_typo.*DPAConfig fields"):
+        options("dtd")
+    assert default_train("cars").lr == 1e-4
+
+
 def test_dpa_settings_reproduce_the_release_table():
     config, settings = resolve(RunSpec("dpa", "eurosat", DEMO_MODEL, None, seed=0))
     assert (config.a, config.w, config.reg, config.align) == (0.5, 1.0, 1.0, 0.01)

@@ -84,6 +84,32 @@ def zero_shot_accuracy(clip, tokenizer, images: torch.Tensor, labels: torch.Tens
     return 100.0 * hits / len(labels)
 
 
+def random_resized_crops(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    p: float,
+    scale: tuple[float, float] = (0.25, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> torch.Tensor:
+    """Batched RandomResizedCrop (bilinear, back to the input size) applied with prob ``p``."""
+    n = images.shape[0]
+    u = torch.rand(n, 4, generator=generator)
+    area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1]
+    w = (area * log_r.exp()).sqrt().clamp(max=1.0)  # crop width / image width
+    h = (area / log_r.exp()).sqrt().clamp(max=1.0)
+    cx = (1 - w) * (2 * u[:, 2] - 1)  # crop centre in [-1, 1] coordinates, inside the image
+    cy = (1 - h) * (2 * u[:, 3] - 1)
+    keep = torch.rand(n, generator=generator) >= p
+    w, h = torch.where(keep, 1.0, w), torch.where(keep, 1.0, h)
+    cx, cy = torch.where(keep, 0.0, cx), torch.where(keep, 0.0, cy)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", align_corners=False)
+
+
 def _symmetric_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """CLIP's image->text + text->image loss on (..., B, B) logits with soft targets."""
     b = logits.shape[-1]
@@ -110,6 +136,7 @@ def pretrain_demo_clip(
     seed: int = 0,
     patch_loss_weight: float = 1.0,
     patch_loss: str = "mean",
+    crop_prob: float = 0.5,
 ) -> dict[str, float]:
     """Contrastive pretraining on the source domain; returns figures for the README.
 
@@ -152,7 +179,10 @@ def pretrain_demo_clip(
         cursor += batch_size
         batch_labels = labels[idx]
         caption_idx = [int(rng.choice(by_class[int(y)])) for y in batch_labels]
-        feats = adapter(images[idx], with_patches=patch_loss_weight > 0)
+        batch_images = images[idx]
+        if crop_prob > 0:
+            batch_images = random_resized_crops(batch_images, generator, p=crop_prob)
+        feats = adapter(batch_images, with_patches=patch_loss_weight > 0)
         z_txt = F.normalize(clip.encode_text(tokens[caption_idx]), dim=-1)
         logit_scale = clip.logit_scale.exp()
         # Captions of the same class are all positives (a batch holds many per class).

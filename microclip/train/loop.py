@@ -189,6 +189,8 @@ def fit(
         atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
+    # Also when a resume finds the run already complete (the DAG may have removed the log).
+    atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
     return FitResult(
         history=history,
         final_state=method.checkpoint_state(),
