@@ -153,10 +153,11 @@ def test_resume_after_kill_gives_bit_identical_final_state(tiny_world, tmp_path)
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
 
 
-def test_resume_refuses_a_checkpoint_of_another_configuration(tiny_world, tmp_path):
+def test_checkpoint_of_another_configuration_is_kept_aside_not_resumed(tiny_world, tmp_path):
     _adapt(_spec("microclip", tiny_world), tiny_world, tmp_path, stop_after_epoch=1)
-    with pytest.raises(ValueError, match="another configuration"):
-        _adapt(_spec("microclip", tiny_world, lr=2e-3), tiny_world, tmp_path)
+    other = _adapt(_spec("microclip", tiny_world, lr=2e-3), tiny_world, tmp_path)
+    assert [e["epoch"] for e in other["history"]] == [1, 2, 3]  # started over
+    assert len(list(tmp_path.glob("checkpoint.stale-*.pt"))) == 1
 
 
 def test_microclip_adapts_and_writes_flat_metrics(tiny_world, tmp_path):

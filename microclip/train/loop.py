@@ -70,8 +70,10 @@ def _autocast(device: torch.device, precision: str):
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v)
-            for k, v in batch.items()}
+    return {
+        k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v)
+        for k, v in batch.items()
+    }
 
 
 def fit(
@@ -106,13 +108,24 @@ def fit(
     steps_per_epoch = len(probe)
     total_steps = steps_per_epoch * settings.epochs
 
+    saved = None
     if checkpoint_path.is_file():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if saved.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"{checkpoint_path}: checkpoint belongs to another configuration "
-                f"({saved.get('fingerprint')} != {fingerprint}); delete it to start over"
+            # A checkpoint of another configuration is never resumed; it is kept aside.
+            stale = checkpoint_path.with_name(
+                f"{checkpoint_path.stem}.stale-{saved.get('fingerprint')}{checkpoint_path.suffix}"
             )
+            checkpoint_path.replace(stale)
+            log.warning(
+                "%s belongs to configuration %s, not %s: moved to %s; starting over",
+                checkpoint_path,
+                saved.get("fingerprint"),
+                fingerprint,
+                stale,
+            )
+            saved = None
+    if saved is not None:
         method.load_checkpoint_state(saved["method"])
         optimizer.load_state_dict(saved["optimizer"])
         history = saved["history"]
