@@ -37,6 +37,7 @@ from microclip.train.checkpoint import atomic_torch_save
 from microclip.train.loop import fit
 
 log = logging.getLogger(__name__)
+TEST_CACHE_BYTES = 512 * 2**20  # keep decoded test views in memory up to this size
 PACKAGES = ("torch", "torchvision", "open_clip_torch", "timm", "numpy", "pillow")
 
 
@@ -211,6 +212,7 @@ class _Session:
             std=tuple(pre.get("std", ViewSpec.std)),
             test_crop=spec.test_crop,
         )
+        self._test_batches: list[dict] | None = None
         self.fingerprint = config_fingerprint(
             spec, self.config, self.settings, self.prototypes.meta.get("key")
         )
@@ -238,9 +240,20 @@ class _Session:
         return TrainData(make, len(self.manifest.train))
 
     def test_score(self, method: AdaptationMethod):
-        loader = self.loader(self.manifest.test, ("test",), shuffle=False, epoch=0,
-                             batch_size=max(256, self.settings.batch_size))
-        return score(method, loader, num_classes=self.manifest.num_classes,
+        """Score the test split; small deterministic test sets are decoded only once."""
+        batches = self._test_batches
+        if batches is None:
+            loader = self.loader(self.manifest.test, ("test",), shuffle=False, epoch=0,
+                                 batch_size=max(256, self.settings.batch_size))
+            size = self.view_spec.image_size
+            nbytes = len(self.manifest.test) * 3 * size * size * 4
+            if self.spec.test_crop == "center" and nbytes <= TEST_CACHE_BYTES:
+                batches = self._test_batches = [
+                    {"test": b["test"], "label": b["label"]} for b in loader
+                ]
+            else:
+                batches = loader
+        return score(method, batches, num_classes=self.manifest.num_classes,
                      device=self.device, precision=self.spec.precision)
 
 

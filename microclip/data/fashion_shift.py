@@ -2,7 +2,7 @@
 
 Source domain: the first 30,000 clean training images (only the demo CLIP's contrastive
 pretraining sees them). Target domain: the same images after a fixed shift (contrast x0.5
-around mid-grey plus Gaussian noise, sigma 0.15): a class-balanced, seeded 300-per-class
+around mid-grey plus Gaussian noise, sigma 0.15): a class-balanced, seeded 100-per-class
 subset of the *held-out* training half (indices 30,000-59,999) is the unlabelled adaptation
 split, and all 10,000 shifted test images are scored. The shift lowers zero-shot accuracy
 clearly without destroying the signal (rotations or inversion drop it to chance).
@@ -31,7 +31,7 @@ RAW_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 SOURCE_END = 30_000  # train[:SOURCE_END] is the source domain, the rest is held out
-ADAPT_PER_CLASS = 300
+ADAPT_PER_CLASS = 100
 SHIFT_CONTRAST = 0.5
 SHIFT_NOISE_SIGMA = 0.15
 SHIFT_SEED = 20251002  # the shift is part of the benchmark: fixed, not a run seed
