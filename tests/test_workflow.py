@@ -144,5 +144,20 @@ def test_demo_dag_runs_end_to_end_with_a_reduced_config():
     assert toy["n_test"] == 30 and toy["num_classes"] == 3
     assert metrics["microclip"]["epochs"][0]["pseudo_label_acc"] is not None
     assert (run / "runs.csv").is_file() and (run / "epochs.csv").is_file()
-    assert any((run / "tables").glob("*.md"))
-    assert any((run / "plots").glob("*.png"))
+    assert any((run / "tables" / "main").glob("*.md"))
+    assert any((run / "plots" / "overview").glob("*.png"))
+    assert (run / "plots" / "saliency" / "demo-clip" / "fashion_shift.png").is_file()
+    # The Snakemake report builds from the finished run.
+    report = run / "report.html"
+    result = snakemake(
+        "--cores",
+        "1",
+        "--configfile",
+        "config/demo.yaml",
+        "tests/configs/demo_ci.yaml",
+        "--replace-workflow-config",
+        "--report",
+        str(report),
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert report.stat().st_size > 100_000

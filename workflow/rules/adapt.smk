@@ -21,7 +21,7 @@ rule adapt_method:
         checkpoint=lambda wildcards: f"{run_dir(wildcards.method, wildcards.dataset, wildcards.backbone, wildcards.seed)}/checkpoint.pt",
     threads: RUNTIME["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
         mem_mb=RUNTIME.get("mem_mb", 32000),
     conda:
         "../../envs/torch.yaml"

@@ -32,6 +32,9 @@ MICROCLIP = f"PYTHONPATH={workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}} python 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
 RUNTIME = config["runtime"]
+# GPU slots a training/scoring job claims (`--resources gpu=N` caps them); 0 for CPU-only
+# configurations such as the demo, so `--cores N` runs N of them side by side.
+GPU_PER_JOB = 1 if RUNTIME.get("gpu", True) else 0
 VARIANTS = config.get("variants", {}) or {}
 MAIN_DATASETS = expand_dataset_names(config, config["datasets"])
 SEEDS = config["seeds"]

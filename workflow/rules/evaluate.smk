@@ -18,7 +18,7 @@ rule evaluate_method:
         labels=lambda wildcards: get_labels(wildcards),
     threads: RUNTIME["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
         mem_mb=RUNTIME.get("mem_mb", 32000),
     conda:
         "../../envs/torch.yaml"
@@ -49,7 +49,7 @@ rule explain_saliency:
         max_images=lookup(dpath="saliency/max_images", within=config, default=8),
     threads: RUNTIME["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
         mem_mb=RUNTIME.get("mem_mb", 32000),
     conda:
         "../../envs/torch.yaml"

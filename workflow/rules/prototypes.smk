@@ -23,7 +23,7 @@ rule build_prototypes:
         device=RUNTIME["device"],
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
         mem_mb=8000,
     conda:
         "../../envs/torch.yaml"
