@@ -6,9 +6,9 @@ and ``<root>/gtsrb/GTSRB/Final_Test/Images/*.ppm`` with labels in
 Label = the folder number / ClassId; class names are CLIP's descriptive names
 ("red and white circle 20 kph speed limit", ...).
 
-Protocol: the Training folders adapted on, the final test set (12,630) scored. The spec's
-26,640 adaptation images is CLIP's count for an unpublished subset of the 39,209 training
-images; without a published list the suite adapts on all 39,209 (torchvision's split).
+Protocol: the Training folders adapted on (26,640 images in torchvision's download,
+GTSRB-Training_fixed.zip, the count spec/datasets.md gives), the final test set (12,630)
+scored.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Gtsrb(DatasetSpec):
     title = "GTSRB"
     num_classes = 43
     source = "torchvision"
-    expected_train = 39_209
+    expected_train = 26_640
     expected_test = 12_630
     protocol = "Training -> Final_Test"
 
