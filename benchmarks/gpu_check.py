@@ -4,7 +4,7 @@
 2. Agreement of bf16 and fp32 pseudo-labels on one batch (random weights, same inputs).
 Prints one JSON object; finishes in a few minutes on one H200.
 
-    python benchmarks/gpu_check.py
+    python -m benchmarks.gpu_check      # from the repository root
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ import sys
 import torch
 
 from benchmarks.throughput import measure
-from microclip.methods import METHODS
-from microclip.methods.base import MethodContext
-from microclip.methods.catalog import random_prototypes
-from microclip.model.adapter import VisualAdapter
+from microclip.methods.catalog import build_with_stand_in_text
 from microclip.model.backbones import create_clip
 
 
@@ -27,14 +24,9 @@ def pseudo_label_agreement(model: str = "ViT-B-32-quickgelu", batch: int = 64) -
     dev = torch.device("cuda")
     torch.manual_seed(0)
     clip, tokenizer = create_clip(model, None, device=dev)
-    adapter = VisualAdapter(clip.visual)
-    context = MethodContext(
-        clip=clip, tokenizer=tokenizer, adapter=adapter,
-        prototypes=random_prototypes(102, adapter.embed_dim).to(dev), dataset="synthetic",
-        device=dev, seed=0,
-    )
-    entry = METHODS.get("microclip")
-    method = entry.cls(context, entry.build_config({})).to(dev).eval()
+    method = build_with_stand_in_text(
+        "microclip", clip, tokenizer, num_classes=102, device=dev
+    ).eval()
     g = torch.Generator().manual_seed(1)
     size = clip.visual.image_size[0]
     batch_data = {
@@ -55,8 +47,16 @@ def main() -> int:
     report = {"device": torch.cuda.get_device_name(0)}
     for precision in ("fp32", "bf16"):
         report[precision] = measure(
-            model="ViT-B-32-quickgelu", method="microclip", batch=64, steps=30, warmup=5,
-            classes=102, precision=precision, device="cuda", threads=8, options={},
+            model="ViT-B-32-quickgelu",
+            method="microclip",
+            batch=64,
+            steps=30,
+            warmup=5,
+            classes=102,
+            precision=precision,
+            device="cuda",
+            threads=8,
+            options={},
         )
     report["bf16_fp32_pseudo_label_agreement"] = pseudo_label_agreement()
     print(json.dumps(report, indent=1))

@@ -17,10 +17,8 @@ from contextlib import nullcontext
 
 import torch
 
-from microclip.methods import METHODS
-from microclip.methods.base import MethodContext, TrainSettings
-from microclip.methods.catalog import random_prototypes
-from microclip.model.adapter import VisualAdapter
+from microclip.methods.base import TrainSettings
+from microclip.methods.catalog import build_with_stand_in_text
 from microclip.model.backbones import create_clip
 from microclip.train.loop import build_optimizer
 
@@ -54,20 +52,10 @@ def measure(
     dev = torch.device(device)
     torch.manual_seed(0)
     clip, tokenizer = create_clip(model, None, device=dev)
-    clip.requires_grad_(False)
-    adapter = VisualAdapter(clip.visual)
-    context = MethodContext(
-        clip=clip,
-        tokenizer=tokenizer,
-        adapter=adapter,
-        prototypes=random_prototypes(classes, adapter.embed_dim).to(dev),
-        dataset="synthetic",
-        device=dev,
-        seed=0,
-    )
-    entry = METHODS.get(method)
-    config = entry.build_config(options)
-    m = entry.cls(context, config).to(dev).train()
+    m = build_with_stand_in_text(
+        method, clip, tokenizer, num_classes=classes, options=options, device=dev
+    ).train()
+    config = getattr(m, "config", None)
     optimizer = build_optimizer(m, TrainSettings())
     size = clip.visual.image_size[0]
     crops = getattr(config, "num_crops", 8)

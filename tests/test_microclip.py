@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from microclip.methods import METHODS
-from microclip.methods.base import MethodContext
-from microclip.methods.catalog import count_trainable, random_prototypes
+from microclip.methods.catalog import build_with_stand_in_text, count_trainable
 from microclip.model.adapter import VisualAdapter
 from microclip.model.backbones import DEMO_MODEL, create_clip
 from microclip.runner import RunSpec, adapt, evaluate
@@ -62,18 +61,7 @@ def test_vit_b32_microclip_has_1861632_trainable_values_for_102_classes():
 
 def test_trainable_set_is_only_visual_layernorms_head_and_soap(demo_clip):
     clip, tokenizer = demo_clip
-    adapter = VisualAdapter(clip.visual)
-    context = MethodContext(
-        clip=clip,
-        tokenizer=tokenizer,
-        adapter=adapter,
-        prototypes=random_prototypes(5, adapter.embed_dim),
-        dataset="x",
-        device=torch.device("cpu"),
-        seed=0,
-    )
-    entry = METHODS.get("microclip")
-    method = entry.cls(context, entry.build_config({}))
+    method = build_with_stand_in_text("microclip", clip, tokenizer, num_classes=5)
     names = [n for n, _ in method.trainable_parameters()]
     assert "head" in names and any(n.startswith("soap.w_q") for n in names)
     for name in names:
@@ -86,19 +74,10 @@ def test_trainable_set_is_only_visual_layernorms_head_and_soap(demo_clip):
 def test_larger_backbones_build_and_run_one_microclip_step(model):
     torch.manual_seed(0)
     clip, tokenizer = create_clip(model, None)
-    clip.requires_grad_(False)
-    adapter = VisualAdapter(clip.visual)
-    context = MethodContext(
-        clip=clip,
-        tokenizer=tokenizer,
-        adapter=adapter,
-        prototypes=random_prototypes(4, adapter.embed_dim),
-        dataset="x",
-        device=torch.device("cpu"),
-        seed=0,
+    method = build_with_stand_in_text(
+        "microclip", clip, tokenizer, num_classes=4, options={"num_crops": 2}
     )
-    entry = METHODS.get("microclip")
-    method = entry.cls(context, entry.build_config({"num_crops": 2}))
+    adapter = method.adapter
     size = clip.visual.image_size[0]
     batch = {
         "weak": torch.randn(1, 3, size, size),

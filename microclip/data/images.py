@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -46,11 +45,3 @@ class ManifestImages(Dataset):
         item["label"] = sample.label
         item["index"] = index
         return item
-
-
-def labels_tensor(samples: Sequence[Sample]) -> torch.Tensor:
-    return torch.tensor([s.label for s in samples], dtype=torch.long)
-
-
-def existing(paths: Sequence[str]) -> list[str]:
-    return [p for p in paths if Path(p).is_file()]

@@ -30,23 +30,42 @@ def random_prototypes(num_classes: int, dim: int, *, seed: int = 0) -> TextProto
     )
 
 
-def count_trainable(method: str, *, model: str, num_classes: int, clip=None) -> int:
-    """Trainable values of ``method`` on a randomly initialised ``model`` (no download)."""
-    clip, tokenizer = clip if clip is not None else create_clip(model, None)
+def build_with_stand_in_text(
+    method: str,
+    clip,
+    tokenizer,
+    *,
+    num_classes: int,
+    options: dict | None = None,
+    device: str | torch.device = "cpu",
+):
+    """``method`` on ``clip`` with random text features of the right shapes.
+
+    For parameter counts, throughput and shape tests: nothing here needs real text.
+    """
+    device = torch.device(device)
     clip.requires_grad_(False)
     adapter = VisualAdapter(clip.visual)
     context = MethodContext(
         clip=clip,
         tokenizer=tokenizer,
         adapter=adapter,
-        prototypes=random_prototypes(num_classes, adapter.embed_dim),
-        dataset="custom",
-        device=torch.device("cpu"),
+        prototypes=random_prototypes(num_classes, adapter.embed_dim).to(device),
+        dataset="synthetic",
+        device=device,
         seed=0,
         templates=["a photo of a {}."],
     )
     entry = METHODS.get(method)
-    return entry.cls(context, entry.build_config({})).num_trainable()
+    return entry.cls(context, entry.build_config(options or {})).to(device)
+
+
+def count_trainable(method: str, *, model: str, num_classes: int, clip=None) -> int:
+    """Trainable values of ``method`` on a randomly initialised ``model`` (no download)."""
+    clip, tokenizer = clip if clip is not None else create_clip(model, None)
+    return build_with_stand_in_text(
+        method, clip, tokenizer, num_classes=num_classes
+    ).num_trainable()
 
 
 def methods_table(*, backbone: str = "ViT-B-32", num_classes: int = 102) -> str:
