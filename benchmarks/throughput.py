@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from contextlib import nullcontext
 
 import torch
 
-from microclip.methods.base import TrainSettings
 from microclip.methods.catalog import build_with_stand_in_text
 from microclip.model.backbones import create_clip
 from microclip.train.loop import build_optimizer
+from microclip.train.precision import autocast
+from microclip.train.settings import TrainSettings
 
 
 def synthetic_batch(batch: int, size: int, crops: int, classes: int, device, g) -> dict:
@@ -60,11 +60,6 @@ def measure(
     size = clip.visual.image_size[0]
     crops = getattr(config, "num_crops", 8)
     g = torch.Generator().manual_seed(0)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if precision == "bf16" and dev.type == "cuda"
-        else nullcontext()
-    )
     batch_data = synthetic_batch(batch, size, crops, classes, dev, g)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -73,7 +68,7 @@ def measure(
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         start = time.perf_counter()
-        with autocast:
+        with autocast(dev, precision):
             out = m.training_step(batch_data, step=step, epoch=0)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()

@@ -1,6 +1,9 @@
-"""The ``microclip`` command: one subcommand per DAG stage, plus registry listings.
+"""The ``microclip`` command: one subcommand per DAG stage, plus listings and checks.
 
 Rules call these; each subcommand parses its arguments and calls one public function.
+Building the parser imports nothing heavy: a subcommand imports what it needs when it
+runs, so ``microclip --help`` is instant and an adaptation job never loads the report's
+libraries. A ``MicroclipError`` (a fault in the user's input) prints as one line and exits 2.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ from pathlib import Path
 log = logging.getLogger("microclip")
 
 
-def _json_arg(text: str) -> dict:
+def _json_object(text: str) -> dict:
+    """A JSON object given inline, or ``@path`` to read it from a file."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
     try:
         value = json.loads(text) if text else {}
     except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({err})") from None
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text[:80]!r} ({err})") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text[:80]!r}")
     return value
 
 
@@ -29,7 +35,7 @@ def _optional(text: str | None) -> str | None:
     return None if text in (None, "", "none", "None", "null") else text
 
 
-# -- subcommands --------------------------------------------------------------------------
+# -- listings and checks ------------------------------------------------------------------
 def cmd_datasets(args: argparse.Namespace) -> int:
     from microclip.data.prepare import datasets_table
 
@@ -44,11 +50,42 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from microclip.config import load_config
+    from microclip.grid import grid_runs
+
+    config = load_config(args.configs)
+    runs = grid_runs(config)
+    print(f"{', '.join(args.configs)}: OK ({len(runs)} runs, run name '{config['run']}')")
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    from microclip.config import load_config
+    from microclip.spec import RunSpec
+
+    config = load_config(args.configs)
+    spec = RunSpec.from_config(
+        config, method=args.method, dataset=args.dataset, backbone=args.backbone, seed=args.seed
+    )
+    print(json.dumps(json.loads(spec.to_json()), indent=1))
+    return 0
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from microclip.results import DatasetInfo, write_grid
+
+    write_grid(args.out, args.grid, [DatasetInfo.read(p) for p in args.datasets])
+    return 0
+
+
+# -- data and text --------------------------------------------------------------------------
 def cmd_prepare(args: argparse.Namespace) -> int:
     from microclip.data import get_dataset
-    from microclip.data.base import atomic_write_text
     from microclip.data.custom import custom_dataset_from_config
     from microclip.data.prepare import prepare_dataset
+    from microclip.io import atomic_write_json
+    from microclip.results import DatasetInfo
 
     if args.custom:
         spec = custom_dataset_from_config(
@@ -56,13 +93,17 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         )
     else:
         spec = get_dataset(args.dataset)
+    out = Path(args.out)
     manifest = prepare_dataset(
-        spec, root=Path(args.root), out_dir=Path(args.out), seed=args.seed,
+        spec, root=Path(args.root), out_dir=out, seed=args.seed,
         verify=not args.no_verify, check_counts=not args.no_check_counts,
         download=args.download,
     )
-    templates = json.dumps(spec.templates(), indent=1) + "\n"
-    atomic_write_text(Path(args.out) / "templates.json", templates)
+    atomic_write_json(out / "templates.json", spec.templates())
+    DatasetInfo(
+        key=args.dataset, title=spec.title, label=spec.label or args.dataset,
+        num_classes=manifest.num_classes, n_train=len(manifest.train), n_test=len(manifest.test),
+    ).write(out / "dataset.json")
     log.info("prepared %s: %d adapt / %d test images, %d classes", args.dataset,
              len(manifest.train), len(manifest.test), manifest.num_classes)
     return 0
@@ -79,8 +120,9 @@ def cmd_pretrain_demo(args: argparse.Namespace) -> int:
     import torch
 
     from microclip.data import get_dataset
-    from microclip.data.base import atomic_write_text
+    from microclip.io import atomic_write_json
     from microclip.model.demo_clip import pretrain_demo_clip
+    from microclip.model.demo_config import DemoPretrainConfig
     from microclip.text.descriptions import load_descriptions
 
     torch.set_num_threads(args.threads)
@@ -88,11 +130,12 @@ def cmd_pretrain_demo(args: argparse.Namespace) -> int:
     classes = spec.classes()
     stats = pretrain_demo_clip(
         data_root=Path(args.root), out_path=Path(args.out), classes=classes,
-        templates=spec.templates(), synonyms=json.loads(Path(args.synonyms).read_text()),
+        templates=spec.templates(),
+        synonyms=json.loads(Path(args.synonyms).read_text(encoding="utf-8")),
         descriptions=load_descriptions(Path(args.descriptions), classes),
-        seed=args.seed, **args.options,
+        settings=DemoPretrainConfig(**args.settings), seed=args.seed,
     )
-    atomic_write_text(Path(args.stats), json.dumps(stats, indent=1) + "\n")
+    atomic_write_json(Path(args.stats), stats)
     return 0
 
 
@@ -110,51 +153,6 @@ def cmd_prototypes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_spec(args: argparse.Namespace):
-    from microclip.runner import RunSpec
-
-    return RunSpec(
-        method=args.method, dataset=args.dataset, model=args.model,
-        pretrained=_optional(args.pretrained), seed=args.seed, options=args.options,
-        train=args.train, precision=args.precision, device=args.device,
-        threads=args.threads, workers=args.workers,
-        eval_each_epoch=args.eval_each_epoch, test_crop=args.test_crop, tf32=args.tf32,
-    )
-
-
-def cmd_adapt(args: argparse.Namespace) -> int:
-    from microclip.runner import adapt
-
-    adapt(
-        _run_spec(args), manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
-        out_state=Path(args.out), log_path=Path(args.epoch_log),
-        checkpoint_path=Path(args.checkpoint), stop_after_epoch=args.stop_after_epoch,
-    )
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from microclip.runner import evaluate
-
-    metrics = evaluate(
-        _run_spec(args), manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
-        adapted_state=Path(args.adapted), out_metrics=Path(args.out), labels=args.labels,
-    )
-    log.info("%s %s %s seed %s: top-1 %.2f", metrics.get("method"), args.dataset,
-             metrics.get("backbone"), args.seed, metrics["top1"])
-    return 0
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    from microclip.runner import explain
-
-    explain(
-        _run_spec(args), manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
-        adapted_state=Path(args.adapted), out_npz=Path(args.out), max_images=args.max_images,
-    )
-    return 0
-
-
 def cmd_fetch_descriptions(args: argparse.Namespace) -> int:
     from microclip.text.published import fetch_published
 
@@ -163,6 +161,7 @@ def cmd_fetch_descriptions(args: argparse.Namespace) -> int:
         classes=json.loads(Path(args.classes).read_text(encoding="utf-8")),
         out_path=Path(args.out), manifest_path=Path(args.manifest),
         sources_path=Path(args.sources), base_urls=args.base_urls, timeout_s=args.timeout_s,
+        allow_unpinned=args.allow_unpinned,
     )
     return 0
 
@@ -181,48 +180,84 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    import yaml
+# -- runs ------------------------------------------------------------------------------------
+def _spec_and_placement(args: argparse.Namespace):
+    from microclip.runner import Placement
+    from microclip.spec import RunSpec
 
-    from microclip.config import check_config
+    spec = RunSpec.from_json(json.dumps(args.spec))
+    return spec, Placement(device=args.device, threads=args.threads, workers=args.workers)
 
-    config = yaml.safe_load(Path(args.config).read_text())
-    check_config(config, where=args.config)
-    print(f"{args.config}: OK")
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from microclip.runner import adapt
+
+    spec, placement = _spec_and_placement(args)
+    adapt(
+        spec, manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
+        out_state=Path(args.out), log_path=Path(args.epoch_log),
+        checkpoint_path=Path(args.checkpoint), placement=placement,
+        stop_after_epoch=args.stop_after_epoch,
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from microclip.runner import evaluate
+
+    spec, placement = _spec_and_placement(args)
+    record = evaluate(
+        spec, manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
+        adapted_state=Path(args.adapted), out_metrics=Path(args.out), placement=placement,
+    )
+    log.info("%s %s %s seed %s: top-1 %.2f", record.method, record.dataset, record.backbone,
+             record.seed, record.top1)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from microclip.runner import explain
+
+    spec, placement = _spec_and_placement(args)
+    explain(
+        spec, manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
+        adapted_state=Path(args.adapted), out_npz=Path(args.out), max_images=args.max_images,
+        placement=placement,
+    )
     return 0
 
 
 # -- parser --------------------------------------------------------------------------------
 def _run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--model", required=True, help="open_clip architecture name")
-    p.add_argument("--pretrained", default=None, help="open_clip tag or checkpoint path")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--options", type=_json_arg, default={}, help="method options (JSON)")
-    p.add_argument("--train", type=_json_arg, default={}, help="train overrides (JSON)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--eval-each-epoch", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--test-crop", choices=["center", "random"], default="center")
-    p.add_argument("--tf32", action="store_true")
+    p.add_argument("--spec", required=True, type=_json_object,
+                   help="the run specification (JSON, or @file): `microclip spec` prints one")
     p.add_argument("--manifest", required=True, help="folder with train.csv/test.csv")
     p.add_argument("--prototypes", required=True, help="prototype pointer (.json) or .pt")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda[:N]")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="microclip", description=__doc__)
+    parser = argparse.ArgumentParser(prog="microclip", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    commands: dict[str, Callable[[argparse.Namespace], int]] = {}
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str):
-        p = sub.add_parser(name, help=help)
-        commands[name] = func
+        p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         return p
+
+    p = add("check-config", cmd_check_config,
+            "check configuration files (merged in order) as the Snakefile does")
+    p.add_argument("configs", nargs="+", metavar="FILE")
+
+    p = add("spec", cmd_spec, "print the run specification of one grid cell")
+    p.add_argument("configs", nargs="+", metavar="FILE")
+    p.add_argument("--method", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--backbone", required=True, help="backbone key of the config")
+    p.add_argument("--seed", type=int, default=0)
 
     p = add("datasets", cmd_datasets, "list the dataset registry and what is present")
     p.add_argument("--data-root", default="data")
@@ -236,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--custom", type=_json_arg, default=None, help="custom dataset entry (JSON)")
+    p.add_argument("--custom", type=_json_object, default={},
+                   help="custom dataset entry (JSON); empty for a registered dataset")
     p.add_argument("--no-verify", action="store_true", help="skip decoding every image")
     p.add_argument("--no-check-counts", action="store_true")
     p.add_argument("--download", action="store_true", help="allow torchvision's downloader")
@@ -244,18 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("cache", cmd_cache, "decode and resize a manifest's images once")
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--short-side", type=int, default=256)
+    p.add_argument("--short-side", type=int, required=True)
 
     p = add("pretrain-demo", cmd_pretrain_demo, "pretrain the demo world's small CLIP")
-    p.add_argument("--dataset", default="fashion_shift")
+    p.add_argument("--dataset", required=True)
     p.add_argument("--root", required=True)
     p.add_argument("--descriptions", required=True)
     p.add_argument("--synonyms", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--stats", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, required=True)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--options", type=_json_arg, default={}, help="pretraining options (JSON)")
+    p.add_argument("--settings", type=_json_object, default={},
+                   help="DemoPretrainConfig fields (JSON)")
 
     p = add("prototypes", cmd_prototypes, "encode templates and descriptions once (cached)")
     p.add_argument("--dataset", required=True)
@@ -268,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", required=True)
     p.add_argument("--device", default="auto")
 
-    p = add("adapt", cmd_adapt, "adapt one (method, dataset, backbone, seed); resumes")
+    p = add("adapt", cmd_adapt, "adapt one run; resumes from its checkpoint")
     _run_arguments(p)
     p.add_argument("--out", required=True, help="adapted state (.pt)")
     p.add_argument("--epoch-log", required=True, help="JSON-lines epoch log")
@@ -279,21 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     _run_arguments(p)
     p.add_argument("--adapted", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--labels", type=_json_arg, default={}, help="run/method/backbone labels")
 
-    p = add("explain", cmd_explain, "saliency arrays (NCut, SOAP, [CLS]) of an adapted state")
+    p = add("explain", cmd_explain, "saliency maps of an adapted state (.npz)")
     _run_arguments(p)
     p.add_argument("--adapted", required=True)
     p.add_argument("--out", required=True, help=".npz for `microclip saliency`")
-    p.add_argument("--max-images", type=int, default=8)
+    p.add_argument("--max-images", type=int, required=True)
 
     p = add("fetch-descriptions", cmd_fetch_descriptions, "fetch a published description set")
     p.add_argument("--set", required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--classes", required=True, help="classes JSON (label order)")
-    p.add_argument("--sources", default="descriptions/sources.yaml")
-    p.add_argument("--base-urls", type=_json_arg, default={})
-    p.add_argument("--timeout-s", type=float, default=60.0)
+    p.add_argument("--sources", required=True)
+    p.add_argument("--base-urls", type=_json_object, default={})
+    p.add_argument("--timeout-s", type=float, required=True)
+    p.add_argument("--allow-unpinned", nargs="*", default=[], metavar="SET",
+                   help="sets used although sources.yaml pins no sha256 for their file")
     p.add_argument("--out", required=True)
     p.add_argument("--manifest", required=True)
 
@@ -303,17 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", required=True)
     p.add_argument("--questions", required=True)
     p.add_argument("--styles", required=True)
-    p.add_argument("--generation", type=_json_arg, default={})
+    p.add_argument("--generation", type=_json_object, default={})
     p.add_argument("--cache-dir", required=True)
-    p.add_argument("--mode", choices=["replay", "record"], default="replay")
-    p.add_argument("--max-retries", type=int, default=5)
-    p.add_argument("--malformed-retries", type=int, default=2)
-    p.add_argument("--timeout-s", type=float, default=60.0)
+    p.add_argument("--mode", choices=["replay", "record"], required=True)
+    p.add_argument("--max-retries", type=int, required=True)
+    p.add_argument("--malformed-retries", type=int, required=True)
+    p.add_argument("--timeout-s", type=float, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--manifest", required=True)
 
-    p = add("check-config", cmd_check_config, "validate a config against the registries")
-    p.add_argument("config")
+    p = add("grid", cmd_grid, "write grid.json: which runs form which table (for the report)")
+    p.add_argument("--grid", required=True, type=_json_object, help="microclip.grid.report_grid")
+    p.add_argument("--datasets", nargs="*", default=[], help="dataset.json of every dataset")
+    p.add_argument("--out", required=True)
 
     # The report layer's subcommands (collect, tables, plots, saliency) live beside it.
     from microclip.report.commands import register_commands
@@ -331,17 +371,13 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("microclip").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from microclip.errors import MicroclipError
+
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        log.error("%s", message)
+    except (MicroclipError, FileNotFoundError) as err:
+        log.error("%s", err)
         return 2
-    except Exception as err:  # DatasetError and friends: clear message, non-zero exit
-        if type(err).__name__ in {"DatasetError", "MalformedAnswerError"}:
-            log.error("%s", err)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

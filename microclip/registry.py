@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from microclip.errors import ConfigError
+
 T = TypeVar("T")
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name that is not registered; the message lists the registered ones."""
+
+    __str__ = Exception.__str__  # KeyError would quote the message
 
 
 class Registry(Generic[T]):
@@ -37,7 +45,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise KeyError(
+            raise UnknownNameError(
                 f"'{name}' is not a registered {self.kind}; registered: {', '.join(self.names())}"
             ) from None
 

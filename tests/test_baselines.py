@@ -42,40 +42,47 @@ from microclip.methods.must import (
 from microclip.methods.reclip import ReCLIPConfig, agreement_losses, reclip_epochs
 from microclip.methods.settings import release_row
 from microclip.model.backbones import DEMO_MODEL
-from microclip.runner import RunSpec, _Session, adapt, evaluate, resolve
+from microclip.results import read_epochs
+from microclip.runner import RunContext, adapt, evaluate
+from microclip.spec import RunSpec
 from microclip.text.prototypes import TextPrototypes
 
 torch.set_num_threads(1)  # the CPU is shared: keep every test single-threaded
 BASELINES = ("dpa", "lafter", "must", "must_ln", "reclip")
 
 
+def resolve(method: str, dataset: str):
+    """(method config, train settings) the suite resolves for a release's dataset row."""
+    spec = RunSpec.build(method=method, dataset=dataset, model=DEMO_MODEL, pretrained=None)
+    return spec.method_config(), spec.train_settings()
+
+
 # ------------------------------------------------------------------- settings data files
 @pytest.mark.parametrize("method", BASELINES)
 def test_every_registered_dataset_resolves_from_the_settings_file(method):
     for dataset in DATASETS.names():
-        config, settings = resolve(RunSpec(method, dataset, DEMO_MODEL, None, seed=0))
+        config, settings = resolve(method, dataset)
         row = release_row("must" if method == "must_ln" else method, dataset)
         assert row["_source"], f"{method}/{dataset}: every row names its source"
         assert settings.epochs >= 1 and settings.lr > 0
         assert dataclasses.is_dataclass(config)
-        assert METHODS.get(method).config_cls is type(config)
+        assert METHODS.get(method).config is type(config)
 
 
 def test_a_settings_row_with_an_unknown_key_names_the_allowed_ones(monkeypatch):
     import microclip.methods.settings as settings_module
-    from microclip.methods.base import TrainSettings
-    from microclip.methods.dpa import DPAConfig
+    from microclip.errors import ConfigError
 
     table = {"_default": {"lr": 1e-4, "_source": "x"}, "dtd": {"alpha_typo": 1.0}}
-    monkeypatch.setattr(settings_module, "_table", lambda method: table)
-    default_train, options = settings_module.release_settings("dpa", DPAConfig, TrainSettings())
-    with pytest.raises(KeyError, match="'dtd' has unknown key.*alpha_typo.*DPAConfig fields"):
-        options("dtd")
-    assert default_train("cars").lr == 1e-4
+    monkeypatch.setattr(settings_module, "_table", lambda name: table)
+    dpa = METHODS.get("dpa")
+    with pytest.raises(ConfigError, match="'dtd' has unknown key.*alpha_typo.*DPAConfig fields"):
+        dpa.resolve_options("dtd")
+    assert dpa.resolve_train("cars")["lr"] == 1e-4
 
 
 def test_dpa_settings_reproduce_the_release_table():
-    config, settings = resolve(RunSpec("dpa", "eurosat", DEMO_MODEL, None, seed=0))
+    config, settings = resolve("dpa", "eurosat")
     assert (config.a, config.w, config.reg, config.align) == (0.5, 1.0, 1.0, 0.01)
     assert (settings.lr, settings.epochs, settings.batch_size) == (3e-5, 10, 64)
     assert (settings.weight_decay, settings.min_lr, settings.schedule) == (0.1, 2e-6, "cosine")
@@ -83,7 +90,7 @@ def test_dpa_settings_reproduce_the_release_table():
 
 
 def test_must_settings_use_the_b16_rows_and_a_marked_transferred_recipe():
-    config, settings = resolve(RunSpec("must", "sun397", DEMO_MODEL, None, seed=0))
+    config, settings = resolve("must", "sun397")
     assert (config.conf_threshold, config.ema_init, config.warm_it) == (0.4, 0.99, 500)
     assert (config.w_fair, config.w_align, settings.lr, settings.epochs) == (0.2, 1.0, 1e-4, 20)
     assert "transferred" in release_row("must", "cars")["_source"]
@@ -92,7 +99,7 @@ def test_must_settings_use_the_b16_rows_and_a_marked_transferred_recipe():
 def test_reclip_epoch_table_follows_the_release_rule():
     for dataset in DATASETS.names():
         n = get_dataset(dataset).expected_train
-        _, settings = resolve(RunSpec("reclip", dataset, DEMO_MODEL, None, seed=0))
+        _, settings = resolve("reclip", dataset)
         if n is not None:
             assert settings.epochs == reclip_epochs(n), dataset
     assert [reclip_epochs(n) for n in (1880, 10_000, 50_000, 10**7)] == [2, 4, 12, 100]
@@ -100,7 +107,7 @@ def test_reclip_epoch_table_follows_the_release_rule():
 
 def test_lafter_text_steps_per_dataset():
     steps = {
-        d: resolve(RunSpec("lafter", d, DEMO_MODEL, None, seed=0))[0].text_steps
+        d: resolve("lafter", d)[0].text_steps
         for d in ("dtd", "flowers", "pets")
     }
     assert steps == {"dtd": 400, "flowers": 600, "pets": 500}
@@ -311,22 +318,23 @@ def world(tiny_world, tmp_path_factory) -> World:
 
 
 def _spec(world: World, method: str, **train) -> RunSpec:
-    return RunSpec(
-        method,
-        "tiny",
-        DEMO_MODEL,
-        str(world.weights),
+    return RunSpec.build(
+        method=method,
+        dataset="tiny",
+        model=DEMO_MODEL,
+        pretrained=str(world.weights),
         seed=0,
-        device="cpu",
-        train={"epochs": 1, "batch_size": 8, **train},
+        train_layers=({"epochs": 1, "batch_size": 8, **train},),
     )
 
 
-def _session(world: World, method: str) -> _Session:
-    return _Session(_spec(world, method), world.manifest, world.prototypes)
+def _session(world: World, method: str) -> RunContext:
+    return RunContext(
+        _spec(world, method), manifest_dir=world.manifest, prototypes_path=world.prototypes
+    )
 
 
-def _run(world: World, spec: RunSpec, name: str) -> dict:
+def _run(world: World, spec: RunSpec, name: str):
     out = world.runs / name
     common = {"manifest_dir": world.manifest, "prototypes_path": world.prototypes}
     adapt(
@@ -341,18 +349,17 @@ def _run(world: World, spec: RunSpec, name: str) -> dict:
         **common,
         adapted_state=out / "adapted.pt",
         out_metrics=out / "metrics.json",
-        labels={"run": "t", "method": spec.method, "backbone": "demo", "ablation": ""},
     )
 
 
 @pytest.mark.parametrize("method", BASELINES)
 def test_baseline_adapts_and_evaluates_end_to_end(world, method):
-    metrics = _run(world, _spec(world, method), method)
-    assert 0.0 <= metrics["top1"] <= 100.0
-    assert metrics["n_test"] == len(read_manifest(world.manifest).test)
-    (epoch,) = metrics["epochs"]
+    record = _run(world, _spec(world, method), method)
+    assert 0.0 <= record.top1 <= 100.0
+    assert record.n_test == len(read_manifest(world.manifest).test)
+    (epoch,) = read_epochs(world.runs / method / "log.jsonl")
     assert math.isfinite(epoch["loss"]) and epoch["pseudo_label_acc"] is not None
-    assert metrics["trainable_params"] > 0
+    assert record.trainable_params > 0
 
 
 def test_trainable_sets_match_each_release(world):
@@ -404,15 +411,14 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(world, method):
     b = torch.load(out / "adapted.pt", weights_only=False)
     for name, tensor in a["state"]["tensors"].items():
         assert torch.equal(tensor, b["state"]["tensors"][name]), name
-    assert whole["top1"] == pytest.approx(
+    assert whole.top1 == pytest.approx(
         evaluate(
             spec,
             manifest_dir=world.manifest,
             prototypes_path=world.prototypes,
             adapted_state=out / "adapted.pt",
             out_metrics=out / "metrics.json",
-            labels={},
-        )["top1"]
+        ).top1
     )
 
 

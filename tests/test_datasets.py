@@ -28,7 +28,16 @@ from microclip.data.eurosat import EuroSat
 from microclip.data.layout import rank_by_hash
 from microclip.data.prepare import datasets_table, prepare_dataset
 
-# ../shared/spec/datasets.md: class counts and template counts
+# The generated demo dataset has no download whose layout a miniature could imitate:
+# microclip/data/fashion_shift.py builds it from Debian's Fashion-MNIST files, and
+# tests/test_workflow.py prepares and runs it end to end. Every other registered dataset
+# must have a miniature in tests/dataset_layouts.py.
+NO_MINIATURE = {"fashion_shift"}
+DOWNLOADED = [key for key in DATASETS.names() if key not in NO_MINIATURE]
+PACKAGE_DATA = Path(__file__).resolve().parents[1] / "microclip" / "data"
+
+# ../shared/spec/datasets.md: class counts and template counts of the paper's datasets (an
+# independent oracle where it has an entry; a dataset added later needs none)
 SPEC_K = {
     "imagenet": 1000, "caltech101": 100, "dtd": 47, "eurosat": 10, "fgvc": 100,
     "food101": 101, "flowers": 102, "pets": 37, "sun397": 397, "cars": 196, "cifar10": 10,
@@ -60,11 +69,102 @@ CUPL_FILES = {
 }  # fmt: skip
 
 
+# How each real download spells some of its classes on disk (folder names, class lists,
+# annotation strings), as (package class name, real spelling): facts about the public
+# files, written down independently of the builders' rules and tables, and chosen where
+# the spelling is not simply the package's name (or is one of its quirks).
+REAL_SPELLINGS: dict[str, list[tuple[str, str]]] = {
+    # AID.zip: CamelCase class folders
+    "aid": [("bare land", "BareLand"), ("storage tanks", "StorageTanks")],
+    # no archive (Birdsnap ships URLs): the user's species folders, here with underscores
+    "birdsnap": [
+        ("Allens Hummingbird", "Allens_Hummingbird"), ("Annas Hummingbird", "Annas_Hummingbird"),
+    ],
+    # caltech-101.zip, 101_ObjectCategories/ folders
+    "caltech101": [
+        ("off-center face", "Faces"), ("leopard", "Leopards"), ("motorbike", "Motorbikes"),
+        ("airplane", "airplanes"), ("side of a car", "car_side"),
+        ("water lilly", "water_lilly"), ("yin and yang symbol", "yin_yang"),
+    ],
+    # car_devkit.tgz, cars_meta.mat class_names
+    "cars": [
+        ("AM General Hummer SUV 2000", "AM General Hummer SUV 2000"),
+        ("Ram CV Cargo Van Minivan 2012", "Ram C/V Cargo Van Minivan 2012"),
+    ],
+    # cifar-10-python.tar.gz, batches.meta label_names
+    "cifar10": [("airplane", "airplane"), ("automobile", "automobile"), ("truck", "truck")],
+    # cifar-100-python.tar.gz, meta fine_label_names
+    "cifar100": [("aquarium fish", "aquarium_fish"), ("willow tree", "willow_tree")],
+    # CUB_200_2011.tgz, classes.txt = images/ folder names (class 141 misspelled there)
+    "cub": [
+        ("Black footed Albatross", "001.Black_footed_Albatross"),
+        ("Geococcyx", "110.Geococcyx"),
+        ("Arctic Tern", "141.Artic_Tern"),
+        ("Common Yellowthroat", "200.Common_Yellowthroat"),
+    ],
+    # dtd-r1.0.1.tar.gz, images/ folders
+    "dtd": [("banded", "banded"), ("polka-dotted", "polka-dotted")],
+    # EuroSAT.zip, 2750/ folders
+    "eurosat": [
+        ("Annual Crop Land", "AnnualCrop"), ("Highway or Road", "Highway"),
+        ("Sea or Lake", "SeaLake"),
+    ],
+    # fgvc-aircraft-2013b.tar.gz, data/variants.txt
+    "fgvc": [("707-320", "707-320"), ("BAE 146-200", "BAE 146-200"), ("F/A-18", "F/A-18")],
+    # CoOp's split_zhou_OxfordFlowers.json, third field (cat_to_name.json names)
+    "flowers": [
+        ("pink primrose", "pink primrose"), ("globe flower", "globe-flower"),
+        ("pink and yellow dahlia", "pink-yellow dahlia"), ("lotus", "lotus lotus"),
+        ("air plant", "ball moss"),
+    ],
+    # food-101.tar.gz, images/ folders and meta/classes.txt
+    "food101": [("apple pie", "apple_pie"), ("hot and sour soup", "hot_and_sour_soup")],
+    # GTSRB-Training_fixed.zip, Training/ folders named by class id
+    "gtsrb": [
+        ("red and white circle 20 kph speed limit", "00000"), ("stop", "00014"),
+        ("white circle with gray strike bar indicating no passing for trucks has ended", "00042"),
+    ],
+    # ILSVRC2012 train/ and val/ folders (WordNet ids)
+    "imagenet": [("tench", "n01440764"), ("toilet paper", "n15075141")],
+    # Oxford-IIIT Pet image ids "<breed>_<n>" (cats capitalised)
+    "pets": [
+        ("Abyssinian", "Abyssinian"), ("american bulldog", "american_bulldog"),
+        ("British Shorthair", "British_Shorthair"), ("german shorthaired", "german_shorthaired"),
+    ],
+    # NWPU-RESISC45.rar class folders
+    "resisc45": [("sea ice", "sea_ice"), ("thermal power station", "thermal_power_station")],
+    # SUN397.tar.gz, ClassName.txt (with the dataset's own misspellings)
+    "sun397": [
+        ("abbey", "/a/abbey"), ("apartment building (outdoor)", "/a/apartment_building/outdoor"),
+        ("batters box", "/b/batters_box"), ("kindergarden classroom", "/k/kindergarden_classroom"),
+        ("theater (indoor procenium)", "/t/theater/indoor_procenium"),
+    ],
+    # CoOp's UCF-101-midframes folders: classInd.txt names cut at capitals
+    "ucf101": [
+        ("Apply Eye Makeup", "Apply_Eye_Makeup"), ("Hand Stand Pushups", "Handstand_Pushups"),
+        ("Yo Yo", "Yo_Yo"), ("Skijet", "Skijet"),
+    ],
+}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Miniature]]:
     """Every miniature layout under one data root, built once for the read-only tests."""
     root = tmp_path_factory.mktemp("data")
     return root, {key: build(root) for key, build in LAYOUTS.items()}
+
+
+def layout(key: str):
+    """The miniature builder of a registered dataset; a dataset without one fails its tests."""
+    if key not in LAYOUTS:
+        pytest.fail(f"dataset '{key}' is registered but tests/dataset_layouts.py has no miniature")
+    return LAYOUTS[key]
+
+
+def miniature(built, key: str) -> tuple[Path, Miniature]:
+    root, minis = built
+    layout(key)
+    return root, minis[key]
 
 
 def by_rel(root: Path, samples) -> dict[str, int]:
@@ -82,33 +182,41 @@ def test_registry_holds_every_benchmark_dataset() -> None:
         assert spec.title
 
 
-def test_every_dataset_has_a_miniature_layout() -> None:
-    assert set(LAYOUTS) == set(SPEC_K)
+def test_every_registered_dataset_has_a_miniature_layout() -> None:
+    missing = [key for key in DOWNLOADED if key not in LAYOUTS]
+    assert not missing, f"registered datasets without a miniature in dataset_layouts.py: {missing}"
+    assert sorted(LAYOUTS) == DOWNLOADED  # no layout for a dataset that is not registered
+    assert all(get_dataset(key).source == "generated" for key in NO_MINIATURE)
+    assert set(SPEC_K) <= set(DOWNLOADED) and set(SPEC_TEMPLATES) <= set(DOWNLOADED)
 
 
-@pytest.mark.parametrize("key", sorted(SPEC_K))
-def test_classnames_json_length_equals_spec_k(key: str) -> None:
+@pytest.mark.parametrize("key", DATASETS.names())
+def test_classnames_json_length_equals_num_classes(key: str) -> None:
     spec = get_dataset(key)
-    path = Path(__file__).resolve().parents[1] / "microclip/data/classnames" / f"{key}.json"
+    path = PACKAGE_DATA / "classnames" / f"{key}.json"
     names = json.loads(path.read_text(encoding="utf-8"))
-    assert len(names) == SPEC_K[key] == spec.num_classes
+    assert len(names) == spec.num_classes
     assert names == spec.classes()
     assert all(isinstance(n, str) and n == n.strip() and n for n in names)
+    if key in SPEC_K:
+        assert spec.num_classes == SPEC_K[key]
 
 
-@pytest.mark.parametrize("key", sorted(set(SPEC_K) - {"imagenet"}))
+@pytest.mark.parametrize("key", [k for k in DATASETS.names() if k != "imagenet"])
 def test_classnames_are_unique(key: str) -> None:
     # imagenet is exempt: CLIP's names repeat "missile" and "sunglasses", as CuPL's keys do
     names = get_dataset(key).classes()
     assert len(set(names)) == len(names)
 
 
-@pytest.mark.parametrize("key", sorted(SPEC_TEMPLATES))
-def test_templates_count_follows_spec(key: str) -> None:
+@pytest.mark.parametrize("key", DATASETS.names())
+def test_templates_are_distinct_with_one_slot_and_count_follows_spec(key: str) -> None:
     templates = get_dataset(key).templates()
-    assert len(templates) == SPEC_TEMPLATES[key]
+    assert templates
     assert len(set(templates)) == len(templates)
     assert all(t.count("{}") == 1 for t in templates)
+    if key in SPEC_TEMPLATES:
+        assert len(templates) == SPEC_TEMPLATES[key]
 
 
 @pytest.mark.parametrize("key", sorted(CUPL_FILES))
@@ -132,12 +240,11 @@ def test_rank_by_hash_is_the_same_on_every_machine() -> None:
 # --- every layout parses into its protocol ------------------------------------------------
 
 
-@pytest.mark.parametrize("key", sorted(LAYOUTS))
+@pytest.mark.parametrize("key", DOWNLOADED)
 def test_layout_parses_into_protocol_split(key: str, built) -> None:
-    root, minis = built
-    mini = minis[key]
+    root, mini = miniature(built, key)
     manifest = mini.spec.build_manifest(root, seed=0)
-    k = SPEC_K[key]
+    k = get_dataset(key).num_classes
     assert manifest.classes == get_dataset(key).classes()
     assert (len(manifest.train), len(manifest.test)) == (mini.n_train, mini.n_test)
     assert {s.label for s in manifest.train} == set(range(k))
@@ -152,10 +259,63 @@ def test_layout_parses_into_protocol_split(key: str, built) -> None:
     assert all(Path(s.path).is_absolute() for s in manifest.train + manifest.test)
 
 
-@pytest.mark.parametrize("key", sorted(LAYOUTS))
+@pytest.mark.parametrize("key", DOWNLOADED)
+def test_miniature_spells_classes_as_the_real_download_and_they_parse_to_package_labels(
+    key: str, built
+) -> None:
+    root, mini = miniature(built, key)
+    assert key in REAL_SPELLINGS, f"add spot checks of the real {key} download's class names"
+    classes = get_dataset(key).classes()
+    assert len(mini.raw) == len(classes)
+    manifest = mini.spec.build_manifest(root, seed=0)
+    parsed = by_rel(root, manifest.train + manifest.test)
+    for name, real in REAL_SPELLINGS[key]:
+        label = classes.index(name)  # label order is the package JSON's order
+        assert mini.raw[label] == real, (name, mini.raw[label], real)
+        filed = [rel for rel, truth in mini.labels.items() if truth == label and rel in parsed]
+        assert filed, f"no image of '{real}' in the manifest"
+        assert {parsed[rel] for rel in filed} == {label}, (real, name)
+        if not mini.listed:  # a scanned layout: the class is the folder the image is in
+            assert all(f"/{real.strip('/')}/" in f"/{rel}" for rel in filed), (real, filed[:1])
+
+
+def test_cub_reads_the_archives_artic_tern_folder_as_arctic_tern(built) -> None:
+    root, mini = miniature(built, "cub")
+    base = root / "CUB_200_2011"
+    assert "141 141.Artic_Tern" in (base / "classes.txt").read_text().splitlines()
+    assert (base / "images" / "141.Artic_Tern").is_dir()
+    manifest = mini.spec.build_manifest(root, seed=0)
+    terns = {s.label for s in manifest.train + manifest.test if "/141.Artic_Tern/" in s.path}
+    assert terns == {140} and manifest.classes[140] == "Arctic Tern"
+
+
+@pytest.mark.parametrize(
+    ("entry", "replacement", "loads"),
+    [
+        ("2 002.Laysan_Albatross", "2 002.Sooty_Albatross", False),
+        ("141 141.Artic_Tern", "141 141.Antarctic_Tern", False),
+        ("141 141.Artic_Tern", "141 141.Arctic_Tern", True),  # a copy with the typo fixed
+    ],
+)
+def test_cub_class_check_is_strict_beyond_the_known_typo(
+    entry: str, replacement: str, loads: bool, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    mini = layout("cub")(root)
+    listing = root / "CUB_200_2011" / "classes.txt"
+    lines = listing.read_text().splitlines()
+    lines[lines.index(entry)] = replacement
+    listing.write_text("\n".join(lines) + "\n")
+    if loads:
+        assert mini.spec.build_manifest(root, seed=0).classes[140] == "Arctic Tern"
+    else:
+        with pytest.raises(DatasetError, match=f"classes.txt id {entry.split()[0]} is"):
+            mini.spec.build_manifest(root, seed=0)
+
+
+@pytest.mark.parametrize("key", DOWNLOADED)
 def test_prepare_checks_counts_only_when_asked(key: str, built, tmp_path: Path) -> None:
-    root, minis = built
-    mini = minis[key]
+    root, mini = miniature(built, key)
     spec = mini.spec
     if spec.expected_train is not None:
         # the spec's full-dataset counts do not hold for the miniature copy
@@ -170,7 +330,7 @@ def test_prepare_checks_counts_only_when_asked(key: str, built, tmp_path: Path) 
 def test_prepare_accepts_a_registry_key_and_full_counts(tmp_path: Path) -> None:
     # dtd's miniature has the real file names but not the real counts; patch the counts in
     root = tmp_path / "data"
-    mini = LAYOUTS["dtd"](root)
+    mini = layout("dtd")(root)
     spec = type(mini.spec)()
     spec.expected_train, spec.expected_test = mini.n_train, mini.n_test
     manifest = prepare_dataset(spec, root=root, out_dir=tmp_path / "m")
@@ -206,7 +366,7 @@ def test_caltech_takes_a_fixed_number_per_class_and_drops_background(built) -> N
 
 def test_caltech_class_with_too_few_images_is_reported(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    LAYOUTS["caltech101"](root)
+    layout("caltech101")(root)
     with pytest.raises(DatasetError, match="holds 4 images"):
         Caltech101(train_per_class=4).build_manifest(root, seed=0)
 
@@ -240,7 +400,7 @@ def test_imagenet_adapts_on_a_per_class_subset_and_scores_val(built) -> None:
 
 def test_unknown_class_folder_is_named(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    mini = LAYOUTS["eurosat"](root)
+    mini = layout("eurosat")(root)
     write_image(root / "eurosat" / "2750" / "Glacier" / "Glacier_1.jpg")
     with pytest.raises(DatasetError, match="Glacier"):
         mini.spec.build_manifest(root, seed=0)
@@ -248,7 +408,7 @@ def test_unknown_class_folder_is_named(tmp_path: Path) -> None:
 
 def test_missing_class_folder_names_class_and_layout(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    mini = LAYOUTS["resisc45"](root)
+    mini = layout("resisc45")(root)
     shutil.rmtree(root / "resisc45" / "test" / "sea_ice")
     with pytest.raises(DatasetError, match=r"sea ice.*train/<class>/<image>"):
         mini.spec.build_manifest(root, seed=0)
@@ -257,7 +417,7 @@ def test_missing_class_folder_names_class_and_layout(tmp_path: Path) -> None:
 # --- errors: missing datasets, missing files, corrupt images ------------------------------
 
 
-@pytest.mark.parametrize("key", sorted(LAYOUTS))
+@pytest.mark.parametrize("key", DOWNLOADED)
 def test_absent_dataset_says_how_to_get_it(key: str, tmp_path: Path) -> None:
     spec = get_dataset(key)
     assert not spec.is_present(tmp_path)
@@ -269,10 +429,10 @@ def test_absent_dataset_says_how_to_get_it(key: str, tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("key", sorted(LAYOUTS))
+@pytest.mark.parametrize("key", DOWNLOADED)
 def test_missing_and_corrupt_images_are_named(key: str, tmp_path: Path) -> None:
     root = tmp_path / "data"
-    mini = LAYOUTS[key](root)
+    mini = layout(key)(root)
     manifest = prepare_dataset(mini.spec, root=root, out_dir=tmp_path / "m", check_counts=False)
     victim = Path(manifest.test[-1].path)
     victim.unlink()
@@ -293,7 +453,7 @@ def test_missing_and_corrupt_images_are_named(key: str, tmp_path: Path) -> None:
 
 def test_count_check_notices_an_image_missing_from_a_scanned_folder(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    mini = LAYOUTS["caltech101"](root)
+    mini = layout("caltech101")(root)
     spec = Caltech101(train_per_class=2)
     spec.expected_train, spec.expected_test = mini.n_train, mini.n_test
     prepare_dataset(spec, root=root, out_dir=tmp_path / "m")
@@ -304,7 +464,7 @@ def test_count_check_notices_an_image_missing_from_a_scanned_folder(tmp_path: Pa
 
 def test_truncated_jpeg_is_caught(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    mini = LAYOUTS["dtd"](root)
+    mini = layout("dtd")(root)
     victim = root / "dtd" / "dtd" / "images" / "banded" / "banded_0001.jpg"
     big = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     big.save(victim, format="JPEG")
@@ -315,7 +475,7 @@ def test_truncated_jpeg_is_caught(tmp_path: Path) -> None:
 
 def test_inconsistent_annotation_is_reported(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    mini = LAYOUTS["pets"](root)
+    mini = layout("pets")(root)
     listing = root / "oxford-iiit-pet" / "annotations" / "test.txt"
     lines = listing.read_text().splitlines()
     lines[0] = lines[0].replace(" 1 1 ", " 5 1 ", 1)  # Abyssinian labelled as class 5
@@ -326,7 +486,7 @@ def test_inconsistent_annotation_is_reported(tmp_path: Path) -> None:
 
 def test_cifar_pngs_are_written_once(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    mini = LAYOUTS["cifar10"](root)
+    mini = layout("cifar10")(root)
     first = mini.spec.build_manifest(root, seed=0)
     png = Path(first.train[0].path)
     stamp = png.stat().st_mtime_ns

@@ -1,9 +1,11 @@
-"""microclip/text/describe.py and llm_cache.py against a real OpenAI-compatible HTTP server.
+"""microclip/text/describe.py and its modules against a real OpenAI-compatible HTTP server.
 
 The server (``FakeChatServer``) runs on 127.0.0.1 in a thread and answers
 ``POST /v1/chat/completions`` the way the API does; the real openai client reaches it
-through ``OPENAI_BASE_URL``. Scripted replies (429, 500, malformed, kill) drive the
-failure paths; 429/500 carry ``retry-after-ms`` so the SDK's own backoff stays fast.
+through ``OPENAI_BASE_URL``. Scripted replies (429, 500, slow, malformed answers, broken
+200 bodies, kill) drive the failure paths, once each (``script``) or for every request
+naming a class (``fault_for``); 429/500 carry ``retry-after-ms`` so the SDK's own backoff
+stays fast, and the timeouts are fractions of a second.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,11 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from microclip.errors import TextError
 from microclip.text.describe import (
     GenerationConfig,
     MalformedAnswerError,
     MissingAPIKeyError,
     ReplayMissError,
+    RequestFailedError,
     describe_dataset,
     load_prompt_style,
     load_questions,
@@ -49,8 +54,9 @@ class FakeChatServer:
     def __init__(self) -> None:
         self.requests: list[dict] = []  # JSON bodies, in arrival order
         self.auth_headers: list[str] = []
-        self.script: deque[str] = deque()  # next replies: "429", "500", "slow", "malformed"
-        self.malformed_for: str | None = None  # always malformed when the prompt names it
+        self.script: deque[str] = deque()  # next replies, one of ACTIONS
+        self.fault_for: tuple[str, str] | None = None  # (prompt text, action): every time
+        self.slow_s = 1.0  # how long "slow" waits before answering
         self.kill_pid: int | None = None  # SIGKILL this process at request kill_at
         self.kill_at = 0
         self.lock = threading.Lock()
@@ -63,36 +69,44 @@ class FakeChatServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length))
+                user = body["messages"][-1]["content"]
                 with server.lock:
                     server.requests.append(body)
                     server.auth_headers.append(self.headers.get("authorization", ""))
                     count = len(server.requests)
-                    action = server.script.popleft() if server.script else "ok"
+                    action = server.next_action(user)
                 if self.path != "/v1/chat/completions":
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
                 if server.kill_pid is not None and count == server.kill_at:
                     os.kill(server.kill_pid, signal.SIGKILL)
                     return  # the client is gone; the request stays unanswered
                 if action == "slow":  # longer than the client's timeout
-                    time.sleep(1.0)
+                    time.sleep(server.slow_s)
                 if action in ("429", "500"):
                     error = {"error": {"message": "try again", "type": "server_error"}}
                     return self._send(int(action), error, {"retry-after-ms": "5"})
-                user = body["messages"][-1]["content"]
-                malformed = action == "malformed" or (
-                    server.malformed_for is not None and server.malformed_for in user
-                )
-                self._send(200, completion(body, user, malformed))
+                answer = completion(body, user, malformed=action == "malformed")
+                if action in BROKEN_BODIES:
+                    data, kind = BROKEN_BODIES[action](answer)
+                    return self._send_bytes(200, data, kind)
+                self._send(200, answer)
 
             def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
+
+            def _send_bytes(
+                self, status: int, data: bytes, kind: str, headers: dict | None = None
+            ) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", kind)
+                    self.send_header("content-length", str(len(data)))  # framed: no read error
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and hung up
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -101,8 +115,27 @@ class FakeChatServer:
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
+    def next_action(self, user: str) -> str:
+        """``fault_for`` wins for the prompts it names; else the script's next reply."""
+        if self.fault_for is not None and self.fault_for[0] in user:
+            action = self.fault_for[1]
+        else:
+            action = self.script.popleft() if self.script else "ok"
+        assert action in ACTIONS, action  # a typo in a test fails its requests loudly
+        return action
+
     def user_prompts(self) -> list[str]:
         return [r["messages"][-1]["content"] for r in self.requests]
+
+
+# 200 answers whose body is not a chat completion: (body bytes, content type).
+BROKEN_BODIES = {
+    "truncated": lambda answer: (json.dumps(answer).encode()[:37], "application/json"),
+    "nochoices": lambda answer: (json.dumps({"id": answer["id"]}).encode(), "application/json"),
+    "html": lambda answer: (b"<html><body>502 Bad Gateway</body></html>", "text/html"),
+    "null": lambda answer: (b"null", "application/json"),
+}
+ACTIONS = ("ok", "429", "500", "slow", "malformed", *BROKEN_BODIES)
 
 
 def completion(body: dict, user: str, malformed: bool) -> dict:
@@ -218,7 +251,9 @@ def test_replay_miss_is_an_error_naming_the_missing_classes(server, tmp_path, qu
     server.requests.clear()
     with pytest.raises(ReplayMissError, match=r"2 of 6 requests .*'Sphynx'") as info:
         run(tmp_path, questions, mode="replay")
-    assert "red fox" not in str(info.value)
+    message = str(info.value)
+    assert "red fox" not in message
+    assert "\n" not in message and "rule describe" in message and "mode: record" in message
     assert server.requests == []
     assert list(json.loads((tmp_path / "out" / "toy.json").read_text())) == CLASSES[:2]
 
@@ -284,9 +319,13 @@ def _all_prompts(questions: Path, gen: dict) -> list[str]:
 
 
 def test_malformed_answer_is_retried_then_reported_and_not_written(server, tmp_path, questions):
-    server.malformed_for = "'snow_owl'"
-    with pytest.raises(MalformedAnswerError, match=r"2 request\(s\).*snow_owl"):
+    server.fault_for = ("'snow_owl'", "malformed")
+    with pytest.raises(MalformedAnswerError, match=r"2 request\(s\).*snow_owl") as info:
         run(tmp_path, questions, malformed_retries=2)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'snow_owl', question 2 'How can you identify a snow_owl?'" in message
+    assert "4 of 6 requests are answered and cached" in message
     owl = [p for p in server.user_prompts() if "snow_owl" in p]
     assert len(owl) == 2 * 3  # 2 questions x (1 try + 2 retries)
     assert not (tmp_path / "out" / "toy.json").exists()
@@ -303,10 +342,146 @@ def test_malformed_answer_once_is_asked_again(server, tmp_path, questions):
     assert all(len(s) == 6 for s in result.values())
 
 
+OWL_Q1 = "'snow_owl', question 1 'What does a snow_owl look like?'"
+
+
+@pytest.mark.parametrize(
+    "action, max_retries, cause, answered, sent",
+    [
+        # no answer: the run stops at snow_owl's first question, red fox's two are cached
+        ("429", 1, "HTTP 429 (rate limited or out of quota): try again, after 2 attempt(s)", 2, 4),
+        ("500", 1, "HTTP 500 (server error): try again, after 2 attempt(s)", 2, 4),
+        ("slow", 0, "timed out after 0.25 s, after 1 attempt(s)", 2, 3),
+        # broken 200 bodies: asked again, reported at the end, Sphynx is still answered
+        ("truncated", 1, "malformed body: not JSON", 4, 2 + 2 * 2 + 2),
+        ("nochoices", 1, "malformed body: no 'choices' in the response", 4, 8),
+    ],
+)
+def test_request_that_keeps_failing_is_one_line_naming_class_question_and_cache(
+    server, tmp_path, questions, action, max_retries, cause, answered, sent
+):
+    server.fault_for, server.slow_s = ("'snow_owl'", action), 0.6
+    with pytest.raises(TextError) as info:
+        run(tmp_path, questions, max_retries=max_retries, malformed_retries=1, timeout_s=0.25)
+    message = str(info.value)
+    assert "\n" not in message and API_KEY not in message
+    assert OWL_Q1 in message and cause in message
+    assert f"{answered} of 6 requests are answered and cached in {tmp_path / 'cache'}" in message
+    assert "rerun the same command (or rule describe)" in message
+    assert len(server.requests) == sent
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == answered
+    assert not (tmp_path / "out" / "toy.json").exists()
+
+
+def test_unreachable_server_is_one_line_naming_the_first_request(tmp_path, questions, monkeypatch):
+    with socket.socket() as sock:  # a port that nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    with pytest.raises(RequestFailedError) as info:
+        run(tmp_path, questions, max_retries=0, timeout_s=2.0)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"could not connect to http://127.0.0.1:{port}/v1" in message
+    assert "'red fox', question 1 'What does a red fox look like?'" in message
+    assert "0 of 6 requests are answered and cached" in message
+
+
+@pytest.mark.parametrize("action", list(BROKEN_BODIES))
+def test_broken_200_body_is_asked_again_and_the_good_answer_kept(
+    server, tmp_path, questions, action
+):
+    server.script.append(action)
+    result = run(tmp_path, questions, malformed_retries=1)
+    assert len(server.requests) == 7
+    assert server.user_prompts()[0] == server.user_prompts()[1]
+    assert all(len(s) == 6 for s in result.values())
+    cached = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("*.json")]
+    assert len(cached) == 6 and all(entry["response"]["choices"] for entry in cached)
+
+
+def test_rerun_after_a_failure_sends_only_the_unanswered_requests(server, tmp_path, questions):
+    server.fault_for = ("'snow_owl'", "500")
+    with pytest.raises(RequestFailedError, match="2 of 6 requests are answered and cached"):
+        run(tmp_path, questions, max_retries=0)
+    assert len(server.requests) == 3  # red fox x 2, then snow_owl's first question failed
+    server.fault_for = None
+    server.requests.clear()
+    result = run(tmp_path, questions, max_retries=0)
+    gen = {"style": "numbered", "model": "test-model", "sentences": 3}
+    assert server.user_prompts() == _all_prompts(questions, gen)[2:]  # not red fox again
+    assert list(result) == CLASSES and all(len(s) == 6 for s in result.values())
+    manifest = json.loads((tmp_path / "out" / "toy.manifest.json").read_text())
+    assert manifest["recorded_now"] == 4
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("temperature", "hot", "expected a number"),
+        ("seed", True, "expected an integer or null"),
+        ("structured", "yes", "expected true/false"),
+        ("samples_per_question", 2.5, "expected an integer"),
+        ("sentences", 0, "expected an integer >= 1"),
+        ("model", "", "expected a model name"),
+    ],
+)
+def test_generation_setting_of_the_wrong_type_is_a_text_error(key, value, expected):
+    with pytest.raises(TextError) as info:
+        GenerationConfig.from_mapping({key: value}, where="descriptions.generate.x")
+    assert f"descriptions.generate.x.{key} = {value!r}: {expected}" in str(info.value)
+
+
+def test_describe_names_the_config_key_of_a_wrong_setting(tmp_path, questions):
+    with pytest.raises(
+        TextError, match=r"^descriptions\.generate\.test\.sentences = 'ten': expected an integer$"
+    ):
+        run(tmp_path, questions, generation={"sentences": "ten"}, mode="replay")
+    with pytest.raises(TextError, match=r"descriptions\.llm\.timeout_s = 0: expected a number > 0"):
+        run(tmp_path, questions, timeout_s=0, mode="replay")
+
+
+def test_generation_config_takes_yaml_spellings():
+    config = GenerationConfig.from_mapping({"temperature": 1, "seed": None}, where="x")
+    assert config.temperature == 1.0 and isinstance(config.temperature, float)
+    assert config.seed is None
+    with pytest.raises(TextError, match="expected a mapping"):
+        GenerationConfig.from_mapping(["style"], where="x")  # type: ignore[arg-type]
+
+
+def test_generation_config_imports_without_torch_or_the_sdk():
+    code = (
+        "import sys\n"
+        "from microclip.text.describe import GenerationConfig\n"
+        "GenerationConfig.from_mapping({'style': 'cupl'}, where='x')\n"
+        "print([m for m in ('torch', 'openai', 'open_clip') if m in sys.modules])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_corrupt_cache_entry_is_a_text_error_naming_the_file(tmp_path):
+    cache = LLMCache(tmp_path)
+    request = {"model": "m", "messages": [], "schema": None, "temperature": 0.1, "seed": 0,
+               "n": 1, "max_tokens": None}  # fmt: skip
+    entry = cache.put(request, {"choices": []})
+    path = cache.path_for(entry.key)
+    path.write_text(json.dumps({"key": entry.key}), encoding="utf-8")  # fields missing
+    with pytest.raises(TextError, match=rf"{path.name}: corrupt cache entry .*rule describe"):
+        cache.get(entry.key)
+
+
 def test_missing_api_key_in_record_mode_is_a_clear_error(server, tmp_path, questions, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
-    with pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY is not set"):
+    with pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY is not set") as info:
         run(tmp_path, questions)
+    message = str(info.value)
+    assert "\n" not in message and "'red fox', 'snow_owl', 'Sphynx'" in message
+    assert "rule describe" in message
     assert server.requests == []
 
 

@@ -9,11 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from microclip.errors import ConfigError
 from microclip.methods import METHODS
 from microclip.methods.catalog import build_with_stand_in_text, count_trainable
 from microclip.model.adapter import VisualAdapter
 from microclip.model.backbones import DEMO_MODEL, create_clip
-from microclip.runner import RunSpec, adapt, evaluate
+from microclip.results import read_epochs, read_json_object
+from microclip.runner import adapt, evaluate
+from microclip.spec import RunSpec
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +95,16 @@ def test_larger_backbones_build_and_run_one_microclip_step(model):
     assert adapter.width == clip.visual.conv1.out_channels
 
 
-def _spec(method: str, world, **train) -> RunSpec:
-    return RunSpec(
+def _spec(method: str, world, *, options=None, eval_each_epoch=True, **train) -> RunSpec:
+    return RunSpec.build(
         method=method,
         dataset="tiny",
         model=DEMO_MODEL,
         pretrained=str(world["weights"]),
         seed=3,
-        train={"epochs": 3, "batch_size": 8, "lr": 1e-3, **train},
-        threads=1,
+        option_layers=(options or {},),
+        train_layers=({"epochs": 3, "batch_size": 8, "lr": 1e-3, **train},),
+        eval_each_epoch=eval_each_epoch,
     )
 
 
@@ -142,20 +146,22 @@ def test_checkpoint_of_another_configuration_is_kept_aside_not_resumed(tiny_worl
 def test_microclip_adapts_and_writes_flat_metrics(tiny_world, tmp_path):
     spec = _spec("microclip", tiny_world)
     _adapt(spec, tiny_world, tmp_path)
-    metrics = evaluate(
+    record = evaluate(
         spec,
         manifest_dir=tiny_world["manifest"],
         prototypes_path=tiny_world["prototypes"],
         adapted_state=tmp_path / "adapted.pt",
         out_metrics=tmp_path / "metrics.json",
-        labels={"run": "t", "method": "microclip", "backbone": "demo", "ablation": ""},
     )
-    saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["top1"] == metrics["top1"] and 0.0 <= saved["top1"] <= 100.0
+    saved = read_json_object(tmp_path / "metrics.json")
+    assert saved["top1"] == record.top1 and 0.0 <= saved["top1"] <= 100.0
     assert saved["n_test"] == 12 and saved["num_classes"] == 3
-    assert len(saved["epochs"]) == 3
-    assert all(e["pseudo_label_acc"] is not None for e in saved["epochs"])
-    for key in ("config_hash", "version", "packages", "wall_s", "mean_per_class_recall"):
+    assert saved["method"] == "microclip" and saved["method_config.gamma"] == 0.5
+    assert all(not isinstance(v, (dict, list)) or k == "train_settings.betas"
+               for k, v in saved.items()), "metrics.json is flat"
+    epochs = read_epochs(tmp_path / "epochs.jsonl")
+    assert len(epochs) == 3 and all(e["pseudo_label_acc"] is not None for e in epochs)
+    for key in ("config_hash", "version", "packages.torch", "wall_s", "mean_per_class_recall"):
         assert key in saved
 
 
@@ -178,37 +184,21 @@ def test_microclip_adapts_and_writes_flat_metrics(tiny_world, tmp_path):
     ],
 )
 def test_every_ablation_switch_trains_one_epoch(tiny_world, tmp_path, options):
-    spec = RunSpec(
-        method="microclip",
-        dataset="tiny",
-        model=DEMO_MODEL,
-        pretrained=str(tiny_world["weights"]),
-        seed=0,
-        options=options,
-        train={"epochs": 1, "batch_size": 12},
-        eval_each_epoch=False,
-    )
+    spec = _spec("microclip", tiny_world, options=options, eval_each_epoch=False,
+                 epochs=1, batch_size=12, lr=1e-4)
     result = _adapt(spec, tiny_world, tmp_path)
     assert len(result["history"]) == 1 and result["history"][0]["loss"] > 0
 
 
 def test_supervised_upper_bound_pseudo_labels_are_the_true_labels(tiny_world, tmp_path):
-    spec = RunSpec(
-        method="microclip",
-        dataset="tiny",
-        model=DEMO_MODEL,
-        pretrained=str(tiny_world["weights"]),
-        seed=0,
-        options={"supervised": True},
-        train={"epochs": 1, "batch_size": 12},
-        eval_each_epoch=False,
-    )
+    spec = _spec("microclip", tiny_world, options={"supervised": True}, eval_each_epoch=False,
+                 epochs=1, batch_size=12, lr=1e-4)
     result = _adapt(spec, tiny_world, tmp_path)
     assert result["history"][0]["pseudo_label_acc"] == 100.0
 
 
 def test_unknown_method_option_names_the_allowed_ones():
-    with pytest.raises(KeyError, match="gamma"):
+    with pytest.raises(ConfigError, match="unknown key.*gamm.*allowed:.*gamma"):
         METHODS.get("microclip").build_config({"gamm": 0.3})
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from microclip.errors import TextError
 from microclip.text.descriptions import count_overlong, load_descriptions
 from microclip.text.published import (
     fetch_published,
@@ -177,12 +178,15 @@ def test_unmatched_keys_and_keyless_classes_are_listed(tmp_path, file_server):
     assert not (tmp_path / "out").exists()
 
 
-def test_unpinned_file_is_fetched_with_a_warning(tmp_path, file_server, caplog):
+def test_unpinned_file_is_refused_unless_the_config_opts_in(tmp_path, file_server, caplog):
     root, base = file_server
     sha = publish(root, "toy.json", TOY_FILE)
     sources = write_sources(tmp_path, toy_entry(None))
-    with caplog.at_level(logging.WARNING, logger="microclip.text.published"):
+    with pytest.raises(TextError, match="pins no sha256.*allow_unpinned"):
         fetch(tmp_path, base, sources)
+    assert not (tmp_path / "out" / "toy.json").exists()
+    with caplog.at_level(logging.WARNING, logger="microclip.text.published"):
+        fetch(tmp_path, base, sources, allow_unpinned=["toyset"])
     assert "not pinned by sha256" in caplog.text and sha in caplog.text
     assert json.loads((tmp_path / "out" / "toy.manifest.json").read_text())["pinned"] is False
 
@@ -210,7 +214,7 @@ def test_normalize_key_ignores_case_underscores_and_parentheses():
 
 def test_unknown_dataset_of_a_published_set_points_to_describe():
     sources = load_sources(SOURCES)
-    with pytest.raises(KeyError, match="describe"):
+    with pytest.raises(TextError, match="rule describe"):
         resolve_entry(sources, "microclip", "cub")
 
 

@@ -1,18 +1,21 @@
 """microclip.report: collect, tables, statistics, plots, published numbers, profiles, report rules.
 
 The hand-made result set (``TOP1``) is small enough to check by hand: 3 methods x 2 datasets x
-3 seeds on ViT-B-32, plus two gamma variants (ablation "dka", flowers, seeds 0 and 1). As the DAG
-labels them, every microclip run also names "dka" in its ``ablation`` column, because the dka
-table lists microclip (gamma 0.5) beside the variants.
+3 seeds on ViT-B-32, plus two gamma variants of the "dka" ablation table (flowers, seeds 0 and
+1; the table lists microclip itself, gamma 0.5, between them). Every fixture is written through
+the result contract: ``RunRecord(...).write()``, ``write_epochs`` and ``write_grid``.
 
     flowers: zs 70 70 70 | dpa 75 75 75 | microclip 76 77 78
     dtd:     zs 44 44 44 | dpa 49 50 48 | microclip 50 52 54
 
-Tests marked ``workflow`` run snakemake; the DAG ones skip until the lead's Snakefile exists.
+grid.json lists the main methods with microclip first, so the tables must move the focus
+method last themselves. Tests marked ``workflow`` run snakemake; the DAG ones skip until the
+lead's Snakefile exists.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -27,11 +30,23 @@ import pandas as pd
 import pytest
 import yaml
 
+from microclip.errors import RunError
 from microclip.report import collect_runs, load_published, make_plots, make_tables, plot_saliency
+from microclip.report import plots as pl
 from microclip.report import stats as st
-from microclip.report.collect import RUN_KEYS, main_grid, read_runs
-from microclip.report.published import DATASET_KEYS, published_lookup
-from microclip.report.tables import ablation_table, main_table, to_latex
+from microclip.report.collect import load_runs, summary_table
+from microclip.report.grid import ReportGrid, TableGrid
+from microclip.report.published import published_lookup
+from microclip.report.render import to_html, to_latex
+from microclip.report.tables import Table, ablation_table, main_table
+from microclip.results import (
+    EPOCH_KEYS,
+    ID_KEYS,
+    DatasetInfo,
+    RunRecord,
+    write_epochs,
+    write_grid,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -45,18 +60,79 @@ TOP1 = {  # (method, dataset) -> top1 for seeds 0, 1, 2
     ("microclip", "dtd"): [50.0, 52.0, 54.0],
 }
 GAMMA = {0.0: [60.0, 62.0], 1.0: [70.0, 71.0]}  # flowers, seeds 0, 1; gamma 0.5 = microclip
-DKA_SPEC = {  # the config's ablation table, as the workflow passes it
+EPOCHS = 3
+DKA = {
+    "title": "Dynamic Knowledge Aggregation (gamma sweep)",
     "methods": ["microclip_gamma0.0", "microclip", "microclip_gamma1.0"],
     "datasets": ["flowers"],
     "backbones": ["ViT-B-32"],
     "seeds": [0, 1],
 }
-EPOCHS = 3
+GRID = {  # microclip.grid.report_grid's shape; the focus method is deliberately not last
+    "run": "t",
+    "focus_method": "microclip",
+    "main": {
+        "methods": ["microclip", "zs_templates", "dpa"],
+        "datasets": ["dtd", "flowers"],
+        "backbones": ["ViT-B-32"],
+        "seeds": [0, 1, 2],
+    },
+    "ablations": {"dka": DKA},
+    "gamma_ablation": "dka",
+    "base_methods": {
+        "microclip": "microclip",
+        "zs_templates": "zs_templates",
+        "dpa": "dpa",
+        "microclip_gamma0.0": "microclip",
+        "microclip_gamma1.0": "microclip",
+    },
+}
+DATASET_INFO = [
+    DatasetInfo("flowers", "Oxford Flowers-102", "Flowers", 102, 100, 50),
+    DatasetInfo("dtd", "Describable Textures", "DTD", 47, 100, 50),
+]
+ORDER = ["zs_templates", "dpa", "microclip"]  # grid order with the focus method moved last
 
 
-def _record(method, dataset, seed, top1, *, ablation="", base=None, gamma=0.5):
+def make_record(method, dataset, seed, top1, *, base=None, gamma=0.5, run="t") -> RunRecord:
     trained = not method.startswith("zs_")
-    epochs = [
+    return RunRecord(
+        run=run,
+        method=method,
+        base_method=base or method,
+        dataset=dataset,
+        backbone="ViT-B-32",
+        model="ViT-B-32-quickgelu",
+        pretrained="openai",
+        description_set="cupl",
+        seed=seed,
+        split="test",
+        top1=top1,
+        mean_per_class_recall=top1 - 1.0,
+        report="last",
+        n_train=100,
+        n_test=50,
+        num_classes=10,
+        wall_s=12.5,
+        adapt_wall_s=10.0 if trained else None,
+        trainable_params=1000 if trained else 0,
+        config_hash=f"hash-{method}-0123456789abcdef0123456789abcdef",
+        version="0.1.0",
+        git_commit="deadbeef",
+        device="cpu",
+        precision="fp32",
+        reported_epoch=EPOCHS if trained else 0,
+        method_config={"gamma": gamma, "lr": 1e-4, "crop_scale": (0.5, 1.0)},
+        train_settings={"epochs": EPOCHS, "report": "last"},
+        packages={"torch": "2.14.1", "numpy": "2.4"},  # "2.4" must stay text
+    )
+
+
+def epoch_rows(record: RunRecord) -> list[dict]:
+    if record.method.startswith("zs_"):
+        return []
+    top1 = record.top1 if record.top1 is not None else 0.0
+    return [
         {
             "epoch": e,
             "test_top1": top1 - (EPOCHS - e),
@@ -68,73 +144,35 @@ def _record(method, dataset, seed, top1, *, ablation="", base=None, gamma=0.5):
         }
         for e in range(1, EPOCHS + 1)
     ]
-    return {
-        "run": "t",
-        "method": method,
-        "base_method": base or method,
-        "ablation": ablation,
-        "dataset": dataset,
-        "backbone": "ViT-B-32",
-        "model": "ViT-B-32-quickgelu",
-        "pretrained": "openai",
-        "description_set": "cupl",
-        "seed": seed,
-        "split": "test",
-        "top1": top1,
-        "mean_per_class_recall": top1 - 1.0,
-        "report": "last",
-        "n_train": 100,
-        "n_test": 50,
-        "num_classes": 10,
-        "epochs": epochs if trained else [],
-        "wall_s": 12.5,
-        "adapt_wall_s": 10.0 if trained else None,
-        "trainable_params": 1000 if trained else 0,
-        "config_hash": "abc",
-        "version": "0.1.0",
-        "git_commit": "deadbeef",
-        "packages": {"torch": "2.14.1", "numpy": "2.4.6"},
-        "method_config": {"gamma": gamma, "lr": 1e-4, "views": {"n": 8}},
-        "train_settings": {"epochs": EPOCHS, "report": "last"},  # keys beyond the contract
-        "reported_epoch": EPOCHS if trained else 0,
-    }
 
 
-def _write(root: Path, record: dict) -> Path:
-    path = (
-        root
-        / "results"
-        / record["run"]
-        / record["method"]
-        / record["dataset"]
-        / record["backbone"]
-        / f"seed{record['seed']}"
-        / "metrics.json"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return path
+def write_run(root: Path, record: RunRecord, *, epochs: list[dict] | None = None) -> Path:
+    """results/{run}/{method}/{dataset}/{backbone}/seed{seed}/metrics.json + epochs.jsonl."""
+    folder = (
+        root / "results" / record.run / record.method / record.dataset / record.backbone
+    ) / f"seed{record.seed}"
+    record.write(folder / "metrics.json")
+    write_epochs(folder / "epochs.jsonl", epoch_rows(record) if epochs is None else epochs)
+    return folder / "metrics.json"
 
 
 def write_fixture(root: Path) -> list[Path]:
     paths = []
     for (method, dataset), values in TOP1.items():
         for seed, v in enumerate(values):
-            ablation = "dka" if method == "microclip" else ""
-            paths.append(_write(root, _record(method, dataset, seed, v, ablation=ablation)))
+            paths.append(write_run(root, make_record(method, dataset, seed, v)))
     for gamma, values in GAMMA.items():
         for seed, v in enumerate(values):
-            rec = _record(
-                f"microclip_gamma{gamma}",
-                "flowers",
-                seed,
-                v,
-                ablation="dka",
-                base="microclip",
-                gamma=gamma,
+            rec = make_record(
+                f"microclip_gamma{gamma}", "flowers", seed, v, base="microclip", gamma=gamma
             )
-            paths.append(_write(root, rec))
+            paths.append(write_run(root, rec))
     return paths
+
+
+def write_grid_json(path: Path, grid: dict = GRID, datasets=DATASET_INFO) -> Path:
+    write_grid(path, grid, datasets)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +180,19 @@ def collected(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     paths = write_fixture(root)
     out = root / "results" / "t"
-    runs, epochs = collect_runs(paths, out / "runs.csv", out / "epochs.csv", echo=False)
-    return {"root": root, "paths": paths, "out": out, "runs": runs, "epochs": epochs}
+    grid_json = write_grid_json(out / "grid.json")
+    runs, epochs = collect_runs(
+        paths, out / "runs.csv", out / "epochs.csv", grid=grid_json, echo=False
+    )
+    return {
+        "root": root,
+        "paths": paths,
+        "out": out,
+        "grid_json": grid_json,
+        "grid": ReportGrid.read(grid_json),
+        "runs": runs,
+        "epochs": epochs,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -151,68 +200,138 @@ def tables(collected):
     out = collected["out"] / "tables"
     files = make_tables(
         collected["out"] / "runs.csv",
+        collected["grid_json"],
         REPO / "reference" / "published.csv",
         out,
-        methods=["zs_templates", "dpa", "microclip"],
-        datasets=["dtd", "flowers"],
-        backbones=["ViT-B-32"],
-        seeds=[0, 1, 2],
-        ablations={"dka": DKA_SPEC},
     )
     return {"dir": out, "files": files}
+
+
+def _grid(**changes) -> ReportGrid:
+    """The fixture's grid with some fields replaced (``main`` as a dict of TableGrid fields)."""
+    base = ReportGrid.from_dict(
+        {**GRID, "datasets": {d.key: dataclasses.asdict(d) for d in DATASET_INFO}}
+    )
+    if "main" in changes:
+        changes["main"] = dataclasses.replace(base.main, **changes["main"])
+    return dataclasses.replace(base, **changes)
+
+
+# -- grid.json --------------------------------------------------------------------------------------
+
+
+def test_report_grid_reads_what_write_grid_writes(collected):
+    grid = collected["grid"]
+    assert grid.run == "t" and grid.focus_method == "microclip" and grid.gamma_ablation == "dka"
+    assert grid.main.methods == ("microclip", "zs_templates", "dpa")
+    assert grid.main.seeds == (0, 1, 2)
+    assert grid.ablations["dka"].methods == tuple(DKA["methods"])
+    assert grid.label("flowers") == "Flowers" and grid.title("flowers") == "Oxford Flowers-102"
+    assert grid.label("nokey") == "nokey" and grid.label("mean") == "Mean"
+    assert grid.ablation_title("dka") == DKA["title"]
+    assert grid.method_order() == ORDER
+    assert grid.method_order(["dpa", "extra", "microclip"]) == ["dpa", "extra", "microclip"]
+
+
+def test_grid_selects_main_runs_even_when_an_ablation_also_uses_them(collected):
+    runs, grid = load_runs(collected["out"] / "runs.csv"), collected["grid"]
+    main = grid.main_runs(runs)
+    assert set(main["method"]) == set(ORDER) and len(main) == 18
+    dka = grid.ablation_runs(runs, "dka")
+    assert len(dka) == 2 + 2 + 2  # two seeds each of gamma 0, microclip, gamma 1 on flowers
+    assert set(dka["seed"]) == {0, 1}
+    fewer = TableGrid(("dpa", "microclip"), ("dtd", "flowers"), ("ViT-B-32",), (0, 1))
+    assert len(fewer.select(runs)) == 2 * 2 * 2
+
+
+def test_grid_json_without_a_key_names_the_file(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({"run": "t", "main": GRID["main"]}))
+    with pytest.raises(RunError, match="focus_method"):
+        ReportGrid.read(path)
 
 
 # -- collect ------------------------------------------------------------------------------------
 
 
-def test_collect_runs_csv_follows_the_contract(collected):
+def test_collect_runs_csv_is_one_flat_record_per_row(collected):
     runs = pd.read_csv(collected["out"] / "runs.csv")
-    assert list(runs.columns[: len(RUN_KEYS)]) == list(RUN_KEYS)
-    assert len(runs) == 18 + 4
-    assert not {"epochs", "packages", "method_config"} & set(runs.columns)
-    assert runs["method_config.gamma"].notna().all()  # flattened for the gamma sweep
+    expected = list(make_record("dpa", "dtd", 0, 50.0).to_flat())
+    assert list(runs.columns) == expected  # the record's own order, nothing added
+    assert "ablation" not in runs.columns and len(runs) == 18 + 4
+    assert runs["method_config.gamma"].notna().all()
     assert (runs["train_settings.epochs"] == EPOCHS).all()
-    assert set(runs["packages.torch"]) == {"2.14.1"}
+    assert set(runs["method_config.crop_scale"]) == {"[0.5, 1.0]"}  # a list: one JSON cell
+    back = load_runs(collected["out"] / "runs.csv")
+    assert set(back["packages.numpy"]) == {"2.4"} and set(back["packages.torch"]) == {"2.14.1"}
+    assert back[list(ID_KEYS)].equals(back[list(ID_KEYS)].sort_values(list(ID_KEYS)))
     leftovers = [p.name for p in collected["out"].iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
 
 
 def test_collect_epochs_csv_has_one_row_per_epoch(collected):
     epochs = pd.read_csv(collected["out"] / "epochs.csv")
+    assert list(epochs.columns) == [*ID_KEYS, *EPOCH_KEYS]
     trained_runs = 6 + 6 + 4  # dpa, microclip, gamma variants; zero-shot runs have no epochs
     assert len(epochs) == trained_runs * EPOCHS
     row = epochs[(epochs.method == "microclip") & (epochs.dataset == "dtd") & (epochs.seed == 2)]
     assert row.sort_values("epoch")["test_top1"].tolist() == [52.0, 53.0, 54.0]
+    assert row["pseudo_label_acc"].tolist() == [50.0, 51.0, 52.0]
 
 
-def test_collect_missing_value_stays_nan(tmp_path):
-    rec = _record("dpa", "dtd", 0, 50.0)
-    rec["top1"] = None
-    del rec["mean_per_class_recall"]  # contract breach: tolerated, kept as NaN
-    path = _write(tmp_path, rec)
-    runs, _ = collect_runs([path], tmp_path / "r.csv", tmp_path / "e.csv", echo=False)
-    back = read_runs(tmp_path / "r.csv")
-    assert math.isnan(back.loc[0, "top1"]) and math.isnan(back.loc[0, "mean_per_class_recall"])
-    assert back.loc[0, "ablation"] == ""
+def test_collect_null_stays_nan_and_a_missing_key_names_the_file(tmp_path):
+    grid_json = write_grid_json(tmp_path / "grid.json")
+    rec = make_record("dpa", "dtd", 0, 50.0)
+    rec.top1 = None
+    path = write_run(tmp_path, rec)
+    collect_runs([path], tmp_path / "r.csv", tmp_path / "e.csv", grid=grid_json, echo=False)
+    back = load_runs(tmp_path / "r.csv")
+    assert math.isnan(back.loc[0, "top1"]) and back.loc[0, "mean_per_class_recall"] == 49.0
+    flat = json.loads(path.read_text())
+    del flat["mean_per_class_recall"]
+    path.write_text(json.dumps(flat))
+    with pytest.raises(RunError, match=r"mean_per_class_recall.*adapt_method"):
+        collect_runs([path], tmp_path / "r2.csv", tmp_path / "e2.csv", grid=grid_json, echo=False)
+    assert not (tmp_path / "r2.csv").exists() and not (tmp_path / "e2.csv").exists()
 
 
-def test_collect_names_a_missing_file_and_rejects_duplicates(tmp_path):
+def test_collect_names_missing_files_and_rejects_duplicates(tmp_path):
+    grid_json = write_grid_json(tmp_path / "grid.json")
+    kw = {"grid": grid_json, "echo": False}
     with pytest.raises(FileNotFoundError, match="nope"):
-        collect_runs([tmp_path / "nope.json"], tmp_path / "r.csv", tmp_path / "e.csv", echo=False)
-    a = _write(tmp_path / "a", _record("dpa", "dtd", 0, 50.0))
-    b = _write(tmp_path / "b", _record("dpa", "dtd", 0, 51.0))
-    with pytest.raises(ValueError, match="identifying keys"):
-        collect_runs([a, b], tmp_path / "r.csv", tmp_path / "e.csv", echo=False)
+        collect_runs([tmp_path / "nope.json"], tmp_path / "r.csv", tmp_path / "e.csv", **kw)
+    lonely = write_run(tmp_path / "x", make_record("dpa", "dtd", 0, 50.0))
+    lonely.with_name("epochs.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="epochs.jsonl"):
+        collect_runs([lonely], tmp_path / "r.csv", tmp_path / "e.csv", **kw)
+    a = write_run(tmp_path / "a", make_record("dpa", "dtd", 0, 50.0))
+    b = write_run(tmp_path / "b", make_record("dpa", "dtd", 0, 51.0))
+    with pytest.raises(RunError, match="identifying keys"):
+        collect_runs([a, b], tmp_path / "r.csv", tmp_path / "e.csv", **kw)
     assert not (tmp_path / "r.csv").exists()
 
 
-def test_collect_prints_one_screen_summary(collected, capsys, tmp_path):
-    collect_runs(collected["paths"], tmp_path / "r.csv", tmp_path / "e.csv")
+def test_collect_prints_one_screen_summary_of_the_main_grid(collected, capsys, tmp_path):
+    collect_runs(
+        collected["paths"],
+        tmp_path / "r.csv",
+        tmp_path / "e.csv",
+        grid=collected["grid_json"],
+        published_csv=REPO / "reference" / "published.csv",
+    )
     text = capsys.readouterr().out
     lines = text.strip().splitlines()
     assert len(lines) < 25 and max(len(line) for line in lines) <= 120
-    assert "microclip" in text and "64.5" in text  # mean over datasets of 77 and 52
-    assert "4 ablation-only runs; ablation tables: dka" in text
+    header = next(line for line in lines if "Flowers" in line)
+    assert header.index("DTD") < header.index("Flowers") < header.index("Mean")  # grid order
+    measured = [line for line in lines if line.split() and "(pub)" not in line]
+    rows = [line.split()[0] for line in measured if line.split()[0] in ORDER]
+    assert rows == ORDER
+    mc = next(line for line in lines if line.startswith("microclip "))
+    assert mc.split()[1:4] == ["52.0", "77.0", "64.5"]  # dtd, flowers, mean of 77 and 52
+    pub = next(line for line in lines if line.startswith("dpa (pub)"))
+    assert "55.7" in pub and "75.6" in pub  # DPA Table 1: dtd 55.69, flowers 75.56
+    assert "+ 4 runs outside the main grid; ablation tables: dka" in text
 
 
 # -- tables: hand-computed numbers ----------------------------------------------------------------
@@ -247,6 +366,14 @@ def test_main_table_means_and_stds_match_hand_computation(tables):
     )
 
 
+def test_main_table_rows_follow_the_grid_with_the_focus_last(collected):
+    runs = load_runs(collected["out"] / "runs.csv")
+    table, _, _ = main_table(runs, collected["grid"], None, backbone="ViT-B-32", n_boot=200)
+    assert [r[0] for r in table.rows[:3]] == ORDER
+    assert table.header == ["Method", "DTD", "Flowers", "Mean"]
+    assert table.rows[3][0] == "Δ microclip − strongest baseline"
+
+
 def test_main_table_delta_is_over_the_strongest_baseline(tables):
     tidy = pd.read_csv(tables["dir"] / "main" / "ViT-B-32.csv")
     for dataset, delta in (("flowers", 2.0), ("dtd", 3.0), ("mean", 2.5)):
@@ -267,6 +394,26 @@ def test_main_table_prints_published_beside_measured(tables):
     assert pub["mean"] == pytest.approx(75.56) and pub["source"] == "dpa_wacv2025_table1"
     # the published Avg is over DPA's 13 datasets, not these 2: not shown
     assert tidy[(tidy["row"] == "published") & (tidy["dataset"] == "mean")].empty
+
+
+def test_a_published_mean_shows_only_for_the_datasets_it_averages(collected):
+    runs, pub = load_runs(collected["out"] / "runs.csv"), load_published()
+    dpa13 = pub.loc[(pub.source == "dpa_wacv2025_table1") & (pub.dataset == "mean"), "mean_of"]
+    thirteen = tuple(dpa13.iloc[0].split())
+    table, _, _ = main_table(
+        runs, _grid(main={"datasets": thirteen}), pub, backbone="ViT-B-32", n_boot=200
+    )
+    dpa_mean = _cell(table.tidy, "dpa", "mean", row="published")
+    assert dpa_mean["mean"] == pytest.approx(72.29) and dpa_mean["source"] == "dpa_wacv2025_table1"
+    assert _cell(table.tidy, "microclip", "mean", row="published")["mean"] == pytest.approx(75.19)
+    eleven = tuple(d for d in thirteen if d not in ("imagenet", "sun397"))
+    table, _, _ = main_table(
+        runs, _grid(main={"datasets": eleven}), pub, backbone="ViT-B-32", n_boot=200
+    )
+    dpa_mean = _cell(table.tidy, "dpa", "mean", row="published")  # the ablation's mean11
+    assert (
+        dpa_mean["mean"] == pytest.approx(73.37) and dpa_mean["source"] == "dpa_wacv2025_ablation"
+    )
 
 
 def test_paired_ttest_matches_closed_form():
@@ -290,7 +437,7 @@ def test_paired_tests_in_stats_csv_match_hand_computation(tables):
     assert row["t"] == pytest.approx(t) and row["p"] == pytest.approx(1 - t / math.sqrt(2 + t * t))
     assert row["n_pairs"] == 3 and row["mean_diff"] == pytest.approx(2.0)
     md = (tables["dir"] / "main" / "ViT-B-32.md").read_text()
-    assert "flowers vs dpa: Δ=+2.00, t=3.46, p=0.074, n=3" in md
+    assert "Flowers vs dpa: Δ=+2.00, t=3.46, p=0.074, n=3" in md
 
 
 def test_stats_are_nan_below_two_pairs_or_without_spread():
@@ -329,69 +476,198 @@ def test_bootstrap_ci_is_fixed_seed_and_brackets_the_estimate():
 
 
 def test_one_seed_cells_show_the_mean_only_and_missing_datasets_make_the_mean_nan(collected):
-    runs = read_runs(collected["out"] / "runs.csv")
+    runs = load_runs(collected["out"] / "runs.csv")
     runs = runs[~((runs.method == "dpa") & (runs.dataset == "dtd"))]  # dpa lacks dtd
     runs = runs[~((runs.method == "zs_templates") & (runs.seed > 0))]  # zs: one seed
-    table, _, _ = main_table(runs, None, backbone="ViT-B-32", n_boot=200)
+    table, _, _ = main_table(runs, collected["grid"], None, backbone="ViT-B-32", n_boot=200)
     tidy = table.tidy
     assert math.isnan(_cell(tidy, "dpa", "mean")["mean"])
     assert math.isnan(_cell(tidy, "zs_templates", "flowers")["std"])
     zs_row = next(r for r in table.rows if r[0] == "zs_templates")
     assert zs_row[2] == "70.00"  # flowers column, no "±"
+    dpa_row = next(r for r in table.rows if r[0] == "dpa")
+    assert dpa_row[1] == "–"  # the failed cell is a gap, the row stays
     # dtd's strongest baseline is now zero-shot: 52 - 44 = 8
     assert _cell(tidy, "microclip", "dtd", row="delta")["mean"] == pytest.approx(8.0)
 
 
-def test_ablation_table_from_the_config_grid(collected):
-    runs = read_runs(collected["out"] / "runs.csv")
-    table = ablation_table(runs, ablation="dka", spec=DKA_SPEC)
-    assert [r[0] for r in table.rows] == ["microclip", "microclip_gamma0.0", "microclip_gamma1.0"]
+def test_ablation_table_follows_the_grid_order(collected):
+    runs = load_runs(collected["out"] / "runs.csv")
+    table = ablation_table(runs, collected["grid"], "dka")
+    assert [r[0] for r in table.rows] == DKA["methods"]
     assert table.header == ["Variant", "Flowers", "Mean"]
+    assert DKA["title"] in table.caption
     tidy = table.tidy.set_index(["row", "dataset"])
     assert tidy.loc[("microclip", "flowers"), "mean"] == pytest.approx(76.5)  # seeds 0, 1 only
+    assert tidy.loc[("microclip", "flowers"), "n"] == 2
     g0 = tidy.loc[("microclip_gamma0.0", "flowers")]
     assert g0["mean"] == pytest.approx(61.0) and g0["std"] == pytest.approx(math.sqrt(2))
-    assert table.bold[0][1] and not table.bold[1][1]
+    assert table.bold[1][1] and not table.bold[0][1] and not table.bold[2][1]
 
 
-def test_ablation_table_from_the_ablation_column_and_a_main_grid_reference(collected):
-    runs = read_runs(collected["out"] / "runs.csv")
-    by_column = ablation_table(runs, ablation="dka")  # every run naming "dka"
-    assert [r[0] for r in by_column.rows] == [
-        "microclip",
-        "microclip_gamma0.0",
+def test_ablation_table_without_the_focus_method_adds_its_main_grid_runs(collected):
+    runs = load_runs(collected["out"] / "runs.csv")
+    variants = TableGrid(
+        ("microclip_gamma1.0", "microclip_gamma0.0"), ("flowers",), ("ViT-B-32",), (0, 1)
+    )
+    grid = _grid(ablations={"gamma_only": variants})
+    table = ablation_table(runs, grid, "gamma_only")
+    assert [r[0] for r in table.rows] == [
         "microclip_gamma1.0",
+        "microclip_gamma0.0",
+        "microclip (main grid)",
     ]
-    assert by_column.tidy.set_index(["row", "dataset"]).loc[("microclip", "flowers"), "n"] == 3
-    spec = {"methods": ["microclip_gamma0.0", "microclip_gamma1.0"]}
-    table = ablation_table(runs, ablation="dka", spec=spec)
-    assert table.rows[-1][0] == "microclip (main grid)" and table.rows[-1][1] == "77.00 ± 1.00"
+    assert table.rows[-1][1] == "77.00 ± 1.00"  # all three main-grid seeds
+    assert table.caption.startswith("Ablation — gamma_only")  # no title: the table's name
 
 
-def test_main_grid_keeps_main_methods_that_an_ablation_also_uses(collected):
-    runs = read_runs(collected["out"] / "runs.csv")
-    inferred = main_grid(runs)
-    assert set(inferred["method"]) == {"zs_templates", "dpa", "microclip"}
-    assert len(inferred) == 18
-    listed = main_grid(runs, methods=["dpa", "microclip"], seeds=[0, 1])
-    assert len(listed) == 2 * 2 * 2
-
-
-def test_tables_are_written_as_csv_markdown_latex(tables):
+def test_tables_are_written_as_csv_markdown_latex_html(tables):
     names = {p.relative_to(tables["dir"]).as_posix() for p in tables["files"]}
     for stem in ("main/ViT-B-32", "datasets/ViT-B-32/flowers", "ablations/dka"):
         assert {f"{stem}.csv", f"{stem}.md", f"{stem}.tex", f"{stem}.html"} <= names
+    assert {"provenance.md", "provenance.html"} <= names
     tex = (tables["dir"] / "main" / "ViT-B-32.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex and "\\textbf{77.00 $\\pm$ 1.00}" in tex
     assert "zs\\_templates" in tex and "p $<$ 0.25" in tex
+    dataset = pd.read_csv(tables["dir"] / "datasets" / "ViT-B-32" / "flowers.csv")
+    assert dataset["method"].tolist() == ORDER
+    dpa = dataset.set_index("method").loc["dpa"]
+    assert dpa["delta_vs_row"] == pytest.approx(2.0) and dpa["published"] == pytest.approx(75.56)
+    assert (
+        "Oxford Flowers-102" in (tables["dir"] / "datasets" / "ViT-B-32" / "flowers.md").read_text()
+    )
 
 
 def test_latex_escapes_specials():
-    from microclip.report.tables import Table
-
     t = Table("x", "50% & $", ["a_b", "c"], [["x_y", "1 ± 2"]], [[False, True]])
     tex = to_latex(t, label="tab:x")
     assert "50\\% \\& \\$" in tex and "a\\_b" in tex and "\\textbf{1 $\\pm$ 2}" in tex
+
+
+def test_html_cells_never_wrap_and_wide_tables_scroll(tables):
+    page = (tables["dir"] / "main" / "ViT-B-32.html").read_text()
+    assert "white-space:nowrap" in page and "overflow-x:auto" in page
+    assert "<div class='scroll'><table" in page
+    assert "<td>45.13 ± 0.00</td>" in to_html(
+        Table("x", "c", ["a", "b"], [["m", "45.13 ± 0.00"]], [[False, False]])
+    )
+
+
+def test_provenance_is_an_html_table(tables):
+    page = (tables["dir"] / "provenance.html").read_text()
+    assert "<table" in page and "<pre>" not in page
+    assert "hash-microclip-0123456789abcdef0123456789abcdef" in page
+    assert "overflow-wrap:anywhere" in page  # long values wrap inside their cell
+    md = (tables["dir"] / "provenance.md").read_text()
+    assert "| torch (training) | 2.14.1 |" in md and "| git_commit | deadbeef |" in md
+
+
+# -- a method and a dataset no list knows ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def newcomers(tmp_path_factory):
+    """grid.json with a new method and a new dataset: only grid.json knows their names."""
+    root = tmp_path_factory.mktemp("newcomers")
+    values = {
+        ("newmethod", "newdata"): 81.0,
+        ("zs_templates", "newdata"): 60.0,
+        ("microclip", "newdata"): 85.0,
+        ("newmethod", "dtd"): 40.0,
+        ("zs_templates", "dtd"): 44.0,
+        ("microclip", "dtd"): 52.0,
+    }
+    paths = [
+        write_run(root, make_record(m, d, seed, v + seed, run="n"))
+        for (m, d), v in values.items()
+        for seed in (0, 1)
+    ]
+    grid = {
+        **GRID,
+        "run": "n",
+        "main": {
+            "methods": ["newmethod", "microclip", "zs_templates"],
+            "datasets": ["newdata", "dtd"],
+            "backbones": ["ViT-B-32"],
+            "seeds": [0, 1],
+        },
+        "ablations": {},
+        "gamma_ablation": None,
+    }
+    infos = [DatasetInfo("newdata", "A New Dataset", "NewData", 5, 10, 10), DATASET_INFO[1]]
+    out = root / "results" / "n"
+    grid_json = write_grid_json(out / "grid.json", grid, infos)
+    collect_runs(paths, out / "runs.csv", out / "epochs.csv", grid=grid_json, echo=False)
+    return {
+        "out": out,
+        "grid_json": grid_json,
+        "grid": ReportGrid.read(grid_json),
+        "order": ["newmethod", "zs_templates", "microclip"],
+    }
+
+
+def test_new_method_and_dataset_appear_in_the_tables(newcomers):
+    out = newcomers["out"]
+    files = make_tables(out / "runs.csv", newcomers["grid_json"], None, out / "tables")
+    assert out / "tables" / "datasets" / "ViT-B-32" / "newdata.md" in files
+    md = (out / "tables" / "main" / "ViT-B-32.md").read_text()
+    assert "| Method | NewData | DTD | Mean |" in md
+    rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")]
+    assert rows[1:4] == newcomers["order"]
+    tidy = pd.read_csv(out / "tables" / "main" / "ViT-B-32.csv")
+    assert _cell(tidy, "newmethod", "newdata")["mean"] == pytest.approx(81.5)
+    delta = _cell(tidy, "microclip", "newdata", row="delta")
+    assert delta["mean"] == pytest.approx(4.0) and delta["strongest_baseline"] == "newmethod"
+    assert "A New Dataset" in (out / "tables" / "datasets" / "ViT-B-32" / "newdata.md").read_text()
+
+
+def test_new_method_and_dataset_appear_in_the_plots(newcomers):
+    out, grid = newcomers["out"], newcomers["grid"]
+    runs = load_runs(out / "runs.csv")
+    fig = pl.overview_figure(runs, grid, backbone="ViT-B-32")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["NewData", "DTD"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == newcomers["order"]
+    fig = pl.accuracy_figure(runs, grid, dataset="newdata", backbone="ViT-B-32")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == newcomers["order"]
+    assert fig.axes[0].get_title() == "NewData — ViT-B-32"
+    files = make_plots(out / "runs.csv", out / "epochs.csv", newcomers["grid_json"], out / "plots")
+    rel = {p.relative_to(out / "plots").as_posix() for p in files}
+    assert {
+        "accuracy/ViT-B-32/newdata.png",
+        "epochs/ViT-B-32/newdata.pdf",
+        "gamma/ViT-B-32.png",
+    } <= rel
+
+
+def test_report_modules_keep_no_method_or_dataset_names():
+    from microclip.data import DATASETS
+
+    sources = {p.name: p.read_text() for p in (REPO / "microclip" / "report").glob("*.py")}
+    banned = ["caltech101", "zs_templates", "dka", "dpa_wacv2025"]
+    banned += [f'"{key}"' for key in DATASETS] + [f"'{key}'" for key in DATASETS]
+    found = {(name, word) for name, text in sources.items() for word in banned if word in text}
+    assert not found
+    for name in (
+        "DATASET_LABELS",
+        "ABLATION_TITLES",
+        "SOURCE_MEAN_DATASETS",
+        "METHOD_ORDER",
+        "FOCUS_METHOD",
+        "DATASET_KEYS",
+        "SOURCE_PRIORITY",
+    ):
+        assert not any(name in text for text in sources.values()), name
+
+
+def test_importing_the_report_commands_stays_light():
+    code = (
+        "import sys, microclip.report.commands\n"
+        "print(sorted(m for m in ('pandas', 'matplotlib', 'scipy') if m in sys.modules))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
 
 
 # -- plots ----------------------------------------------------------------------------------------
@@ -400,10 +676,7 @@ def test_latex_escapes_specials():
 def test_every_plot_renders_from_the_hand_made_results(collected):
     out = collected["out"] / "plots"
     files = make_plots(
-        collected["out"] / "runs.csv",
-        collected["out"] / "epochs.csv",
-        out,
-        gamma_spec=DKA_SPEC,
+        collected["out"] / "runs.csv", collected["out"] / "epochs.csv", collected["grid_json"], out
     )
     rel = {p.relative_to(out).as_posix() for p in files}
     for stem in (
@@ -421,42 +694,104 @@ def test_every_plot_renders_from_the_hand_made_results(collected):
         assert head.startswith(b"\x89PNG") if path.suffix == ".png" else head.startswith(b"%PDF")
 
 
+def test_gamma_sweep_uses_the_grids_table_and_method_config(collected):
+    runs = load_runs(collected["out"] / "runs.csv")
+    sweep = pl.gamma_runs(runs, collected["grid"], backbone="ViT-B-32")
+    means = sweep.groupby("gamma")["top1"].mean()
+    assert means.to_dict() == pytest.approx({0.0: 61.0, 0.5: 76.5, 1.0: 70.5})
+    fig = pl.gamma_figure(runs, collected["grid"], backbone="ViT-B-32")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["Flowers", "mean"]
+
+
+def test_delta_is_over_the_strongest_baseline_per_dataset(collected):
+    runs = load_runs(collected["out"] / "runs.csv")
+    delta = pl.strongest_baseline_delta(runs, collected["grid"], backbone="ViT-B-32")
+    assert delta["dataset"].tolist() == ["dtd", "flowers"]  # grid order
+    assert delta["delta"].tolist() == pytest.approx([3.0, 2.0])
+    assert delta["baseline"].tolist() == ["dpa", "dpa"]
+
+
 def test_plots_render_placeholders_for_configured_but_missing_runs(collected, tmp_path):
+    grid = _grid(main={"datasets": ("eurosat",), "backbones": ("ViT-B-16",)})
     files = make_plots(
-        collected["out"] / "runs.csv",
-        collected["out"] / "epochs.csv",
-        tmp_path,
-        datasets=["eurosat"],
-        backbones=["ViT-B-16"],
+        collected["out"] / "runs.csv", collected["out"] / "epochs.csv", grid, tmp_path
     )
     assert (tmp_path / "accuracy" / "ViT-B-16" / "eurosat.png").is_file()
     assert len(files) == (3 + 2) * 2  # (overview, delta, gamma + accuracy, epochs) x png/pdf
 
 
-def test_saliency_figure_renders_from_plain_arrays(tmp_path):
+def _saliency_npz(path: Path, n: int, maps: list[dict], *, size: int = 56, grid: int = 7) -> Path:
     rng = np.random.default_rng(0)
-    npz = tmp_path / "saliency.npz"
-    np.savez(
-        npz,
-        images=(rng.random((3, 56, 56, 3)) * 255).astype(np.uint8),
-        ncut_mask=rng.random((3, 7, 7)) > 0.5,
-        soap_attention=rng.random((3, 7, 7)),
-        cls_attention=rng.random((3, 7, 7)),
-    )
-    png, pdf = plot_saliency(npz, tmp_path / "s.png", tmp_path / "s.pdf")
+    arrays = {"images": (rng.random((n, size, size, 3)) * 255).astype(np.uint8)}
+    for m in maps:
+        values = rng.random((n, grid, grid))
+        arrays[m["key"]] = values > 0.5 if m["kind"] == "mask" else values
+    arrays["maps"] = np.array(json.dumps(maps))
+    np.savez(path, **arrays)
+    return path
+
+
+MICROCLIP_MAPS = [
+    {"key": "ncut_mask", "title": "NCut foreground", "kind": "mask"},
+    {"key": "soap_attention", "title": "SOAP attention [FG]", "kind": "attention"},
+    {"key": "cls_attention", "title": "[CLS] attention", "kind": "attention"},
+]
+
+
+def test_saliency_figure_is_wider_than_tall_and_draws_the_listed_maps(tmp_path):
+    from PIL import Image
+
+    npz = _saliency_npz(tmp_path / "s.npz", 10, MICROCLIP_MAPS)
+    png, pdf = plot_saliency(npz, tmp_path / "s.png", tmp_path / "s.pdf", max_images=8, title="x")
     assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"
-    np.savez(tmp_path / "bad.npz", images=np.zeros((1, 8, 8, 3)))
-    with pytest.raises(KeyError, match="ncut_mask"):
-        plot_saliency(tmp_path / "bad.npz", tmp_path / "b.png", tmp_path / "b.pdf")
+    width, height = Image.open(png).size
+    assert width > height
+    with np.load(npz) as data:
+        images, maps = pl.saliency_arrays({k: data[k] for k in data.files}, "s.npz")
+    fig = pl.saliency_figure(images, maps, max_images=8)
+    assert len(fig.axes) == (1 + 3) * 8  # one row per map plus the images, 8 columns
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["image", "NCut foreground", "SOAP attention [FG]", "[CLS] attention"]
+    one = _saliency_npz(
+        tmp_path / "one.npz", 2, [{"key": "heat", "title": "Heat", "kind": "attention"}]
+    )
+    plot_saliency(one, tmp_path / "o.png", tmp_path / "o.pdf", max_images=8)
+    assert (tmp_path / "o.png").is_file()
+
+
+def test_saliency_rejects_an_index_that_does_not_match_the_arrays(tmp_path):
+    bad = _saliency_npz(tmp_path / "bad.npz", 2, MICROCLIP_MAPS[:1])
+    with np.load(bad) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["maps"] = np.array(json.dumps(MICROCLIP_MAPS))
+    np.savez(bad, **arrays)
+    with pytest.raises(RunError, match="soap_attention"):
+        plot_saliency(bad, tmp_path / "b.png", tmp_path / "b.pdf", max_images=4)
+    odd = _saliency_npz(tmp_path / "odd.npz", 2, [{"key": "k", "title": "K", "kind": "mask"}])
+    with np.load(odd) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["maps"] = np.array(json.dumps([{"key": "k", "title": "K", "kind": "heatmap"}]))
+    np.savez(odd, **arrays)
+    with pytest.raises(RunError, match="heatmap"):
+        plot_saliency(odd, tmp_path / "b.png", tmp_path / "b.pdf", max_images=4)
+    assert not (tmp_path / "b.png").exists()
 
 
 # -- published numbers ----------------------------------------------------------------------------
 
 
-def test_published_numbers_load_with_suite_keys():
+def test_published_numbers_use_registered_dataset_keys():
+    from microclip.data import DATASETS
+
     pub = load_published()
     assert set(pub["read_from"]) == {"text", "image"}
-    assert set(pub["dataset"]) <= set(DATASET_KEYS) | {"mean", "mean11"}
+    averages = pub[pub["mean_of"] != ""]
+    assert set(pub.loc[pub["mean_of"] == "", "dataset"]) <= set(DATASETS)
+    assert set(averages["dataset"]) == {"mean", "mean11"}
+    covered = {key for text in averages["mean_of"] for key in text.split()}
+    assert covered <= set(DATASETS)
+    assert (pub.loc[pub["dataset"].isin(["mean", "mean11"]), "mean_of"] != "").all()
     dpa = pub[(pub.source == "dpa_wacv2025_table1") & (pub.method == "dpa")]
     assert dpa.set_index("dataset").loc["flowers", "value"] == pytest.approx(75.56)
     assert {"zs_templates", "zs_descriptions", "lafter", "dpa", "must", "upl", "pouf"} <= set(
@@ -466,21 +801,65 @@ def test_published_numbers_load_with_suite_keys():
     assert must.set_index("dataset").loc["gtsrb", "value"] == pytest.approx(68.7)
 
 
+def test_published_priorities_are_one_per_source_in_the_agreed_order():
+    pub = load_published()
+    priority = pub.groupby("source")["priority"].unique().map(list).to_dict()
+    assert priority == {
+        "dpa_wacv2025_table1": [1],
+        "microclip_abstract": [2],
+        "must_iclr2023_readme": [3],
+        "clip_benchmark": [4],
+        "mpvr_main": [5],
+        "lafter_neurips2023_main": [6],
+        "dpa_wacv2025_ablation": [7],
+        "microclip_devlog": [8],
+    }
+
+
 def test_published_averages_equal_the_printed_avg():
     pub = load_published()
-    t1 = pub[pub.source == "dpa_wacv2025_table1"]
-    for method, rows in t1.groupby("method"):
-        values = rows[rows.dataset != "mean"]["value"]
-        assert len(values) == 13, method
-        avg = rows[rows.dataset == "mean"]["value"].item()
-        assert values.mean() == pytest.approx(avg, abs=0.006), method
+    t1 = pub[pub.source == "dpa_wacv2025_table1"].set_index(["method", "dataset"])["value"]
+    checked = 0
+    for row in pub[pub["mean_of"] != ""].itertuples():
+        keys = row.mean_of.split()
+        if not all((row.method, k) in t1.index for k in keys):
+            continue  # e.g. DPA's ablation variants, which Table 1 does not list
+        assert np.mean([t1[(row.method, k)] for k in keys]) == pytest.approx(row.value, abs=0.006)
+        checked += 1
+    assert checked == 5 + 2  # Table 1's five Avg, the ablation's zero-shot and DPA mean11
 
 
-def test_published_lookup_prefers_the_shared_protocol_table():
+def test_published_lookup_prefers_the_lowest_priority_number():
     pub = load_published()
     look = published_lookup(pub, "ViT-B-32-quickgelu").set_index(["method", "dataset"])
     assert look.loc[("zs_templates", "dtd"), "source"] == "dpa_wacv2025_table1"  # not MPVR
     assert look.loc[("zs_templates", "resisc45"), "source"] == "clip_benchmark"
+    assert not look.index.isin([("dpa", "mean")]).any()  # averages are not per-dataset cells
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.drop(columns="mean_of"), "mean_of"),
+        (lambda t: t.assign(priority=range(len(t))), "more than one priority"),
+        (lambda t: t.assign(priority="first"), "priority must be a number"),
+        (lambda t: t.assign(read_from="guess"), "read_from"),
+        (lambda t: pd.concat([t, t.iloc[[0]]]), "duplicate row"),
+    ],
+)
+def test_load_published_rejects_a_malformed_table(tmp_path, edit, message):
+    table = pd.read_csv(REPO / "reference" / "published.csv", dtype=str)
+    path = tmp_path / "published.csv"
+    edit(table).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=message):
+        load_published(path)
+
+
+def test_summary_of_a_grid_without_runs_says_so(collected):
+    runs = load_runs(collected["out"] / "runs.csv")
+    empty = _grid(main={"backbones": ("ViT-L-14",)}, ablations={})
+    text = summary_table(runs, empty)
+    assert "+ 22 runs outside the main grid; ablation tables: -" in text
 
 
 # -- profiles ---------------------------------------------------------------------------------------
@@ -583,59 +962,27 @@ def _snakemake(*args, env=None, timeout=300):
 
 
 def test_report_commands_run_through_the_cli(collected, tmp_path):
-    from microclip.cli import main
+    from microclip.cli import build_parser, main
 
-    out = tmp_path / "cli"
-    assert (
-        main(
-            [
-                "collect",
-                *map(str, collected["paths"]),
-                "--runs",
-                str(out / "runs.csv"),
-                "--epochs",
-                str(out / "epochs.csv"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "tables",
-                "--runs",
-                str(out / "runs.csv"),
-                "--out",
-                str(out / "tables"),
-                "--ablations",
-                json.dumps({"dka": DKA_SPEC}),
-                "--seeds",
-                "0",
-                "1",
-                "2",
-            ]
-        )
-        == 0
-    )
+    out, grid_json = tmp_path / "cli", str(collected["grid_json"])
+    runs, epochs = str(out / "runs.csv"), str(out / "epochs.csv")
+    collect = ["collect", *map(str, collected["paths"]), "--grid", grid_json]
+    assert main([*collect, "--runs", runs, "--epochs", epochs, "--quiet"]) == 0
+    assert len(pd.read_csv(runs)) == 22
+    tables = ["tables", "--runs", runs, "--grid", grid_json, "--out", str(out / "tables")]
+    assert main([*tables, "--published", str(REPO / "reference" / "published.csv")]) == 0
     assert (out / "tables" / "ablations" / "dka.tex").is_file()
-    assert (
-        main(
-            [
-                "plots",
-                "--runs",
-                str(out / "runs.csv"),
-                "--epochs",
-                str(out / "epochs.csv"),
-                "--out",
-                str(out / "plots"),
-                "--gamma-spec",
-                json.dumps(DKA_SPEC),
-            ]
-        )
-        == 0
-    )
+    plots = ["plots", "--runs", runs, "--epochs", epochs, "--grid", grid_json]
+    assert main([*plots, "--out", str(out / "plots")]) == 0
     assert (out / "plots" / "gamma" / "ViT-B-32.pdf").is_file()
+    npz = _saliency_npz(tmp_path / "s.npz", 3, MICROCLIP_MAPS)
+    saliency = ["saliency", str(npz), "--png", str(out / "s.png"), "--pdf", str(out / "s.pdf")]
+    assert main([*saliency, "--title", "t", "--max-images", "2"]) == 0
+    assert (out / "s.png").is_file()
+    with pytest.raises(SystemExit):  # no default: the value lives in the config schema
+        build_parser().parse_args(saliency)
+    with pytest.raises(SystemExit):  # the grid comes from grid.json, not from flags
+        build_parser().parse_args([*tables, "--methods", "dpa"])
 
 
 @pytest.mark.workflow
@@ -667,3 +1014,11 @@ def test_report_builds_from_the_demo_run(tmp_path):
     res = _snakemake("--configfile", "config/demo.yaml", "--report", str(report), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert report.stat().st_size > 10_000
+
+
+def test_a_backbone_with_no_published_numbers_gets_no_published_cells():
+    """The demo backbone has no published rows: no cells, and no crash on the empty table."""
+    from microclip.report.published import published_cells
+
+    published = load_published()
+    assert published_cells(published, "demo-clip", ["fashion_shift"], mean_column="mean") == {}

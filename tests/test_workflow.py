@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from microclip.results import read_epochs
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.workflow
@@ -72,7 +74,7 @@ def test_paper_dry_run_plans_data_descriptions_and_prototypes(paper_plan):
 
 
 def test_paper_dry_run_plans_tables_plots_and_report(paper_plan):
-    assert paper_plan["collect_results"] == 1
+    assert paper_plan["collect_results"] == 1 and paper_plan["write_grid"] == 1
     for rule in ("make_tables", "make_plots"):
         assert paper_plan.get(rule, 0) >= 1, rule
 
@@ -96,7 +98,8 @@ def test_snakemake_lint_is_clean(config):
         ({"datasets": ["flowerz"]}, "datasets[0] = 'flowerz' is not a dataset"),
         ({"main_backbone": "ViT-X"}, "main_backbone = 'ViT-X' is not a configured backbone"),
         ({"description_set": "gpt9"}, "description set 'gpt9' is unknown"),
-        ({"seeds": ["zero"]}, "seeds"),
+        ({"seeds": ["zero"]}, "seeds[0] = 'zero'"),
+        ({"train": {"learning_rate": 1e-3}}, "train: unknown key(s) 'learning_rate'; allowed:"),
     ],
 )
 def test_bad_config_stops_before_any_job_naming_key_and_allowed(tmp_path, override, expected):
@@ -109,6 +112,8 @@ def test_bad_config_stops_before_any_job_naming_key_and_allowed(tmp_path, overri
     result = snakemake("-n", "--cores", "1", "--configfile", str(path), "--replace-workflow-config")
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
+    assert f"{path}:" in result.stdout + result.stderr  # the message names the file
+    assert "Select jobs to execute" not in result.stdout + result.stderr  # before any job
 
 
 @pytest.mark.slow
@@ -142,7 +147,8 @@ def test_demo_dag_runs_end_to_end_with_a_reduced_config():
         (run / "microclip" / "toy_shapes" / "demo-clip" / "seed0" / "metrics.json").read_text()
     )
     assert toy["n_test"] == 30 and toy["num_classes"] == 3
-    assert metrics["microclip"]["epochs"][0]["pseudo_label_acc"] is not None
+    (epoch,) = read_epochs(run / "microclip" / "fashion_shift" / "demo-clip" / "seed0" / "epochs.jsonl")
+    assert epoch["pseudo_label_acc"] is not None and epoch["test_top1"] is not None
     assert (run / "runs.csv").is_file() and (run / "epochs.csv").is_file()
     assert any((run / "tables" / "main").glob("*.md"))
     assert any((run / "plots" / "overview").glob("*.png"))

@@ -17,6 +17,7 @@ from microclip.data.layout import FolderSplitSpec
 class Aid(FolderSplitSpec):
     key = "aid"
     title = "AID"
+    label = "AID"
     num_classes = 30
     folder = "aid"
     origin = "AID.zip from captain-whu.github.io/AID"

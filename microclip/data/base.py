@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from microclip.errors import DataError
+from microclip.io import atomic_write_text
 from microclip.registry import Registry
 
 Source = Literal["torchvision", "manual", "generated", "custom"]
 
 
-class DatasetError(RuntimeError):
-    """A dataset is missing, incomplete or corrupt; the message says what and how to fix it."""
-
+DatasetError = DataError  # the name the dataset modules use
 
 @dataclass(frozen=True)
 class Sample:
@@ -59,7 +57,8 @@ class DatasetSpec(ABC):
     """One benchmark: class names, templates, protocol, and how to build its manifest."""
 
     key: ClassVar[str]
-    title: ClassVar[str]
+    title: ClassVar[str]  # full name, e.g. "FGVC-Aircraft (variant)"
+    label: ClassVar[str] = ""  # short table-column name, e.g. "Aircraft"; default: the key
     num_classes: ClassVar[int]
     source: ClassVar[Source]
     # Protocol split sizes (adapt, score) as the spec states them; None where they depend
@@ -76,6 +75,10 @@ class DatasetSpec(ABC):
 
     def templates(self) -> list[str]:
         return list(package_json("templates", self.key))  # type: ignore[arg-type]
+
+    def classes_source(self) -> str:
+        """Where the class names come from, for messages."""
+        return f"microclip/data/classnames/{self.key}.json"
 
     @abstractmethod
     def is_present(self, root: Path) -> bool:
@@ -95,20 +98,6 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 def get_dataset(key: str) -> DatasetSpec:
     return DATASETS.get(key)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a killed job never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _samples_csv(samples: list[Sample]) -> str:
@@ -132,17 +121,20 @@ def write_manifest(manifest: Manifest, out_dir: Path) -> None:
 def read_samples(csv_path: Path) -> list[Sample]:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise FileNotFoundError(f"{csv_path}: manifest file not found (run the prepare rule)")
+        raise DataError(f"{csv_path}: manifest file not found (run rule prepare_dataset)")
     with csv_path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{csv_path}: expected columns 'path,label', got {reader.fieldnames}")
+            raise DataError(f"{csv_path}: expected columns 'path,label', got {reader.fieldnames}")
         return [Sample(row["path"], int(row["label"])) for row in reader]
 
 
 def read_manifest(manifest_dir: Path) -> Manifest:
     manifest_dir = Path(manifest_dir)
-    classes = json.loads((manifest_dir / "classes.json").read_text(encoding="utf-8"))
+    classes_file = manifest_dir / "classes.json"
+    if not classes_file.is_file():
+        raise DataError(f"{classes_file}: manifest file not found (run rule prepare_dataset)")
+    classes = json.loads(classes_file.read_text(encoding="utf-8"))
     return Manifest(
         classes=classes,
         train=read_samples(manifest_dir / "train.csv"),

@@ -17,6 +17,7 @@ from microclip.data.layout import FolderSplitSpec
 class Birdsnap(FolderSplitSpec):
     key = "birdsnap"
     title = "Birdsnap"
+    label = "Birdsnap"
     num_classes = 500
     folder = "birdsnap"
     origin = (

@@ -39,6 +39,7 @@ RENAMED = {
 class Caltech101(DatasetSpec):
     key = "caltech101"
     title = "Caltech-101"
+    label = "Caltech101"
     num_classes = 100
     source = "torchvision"
     expected_train = 3_000

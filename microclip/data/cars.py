@@ -36,6 +36,7 @@ def _loadmat(path: Path, key: str) -> np.ndarray:
 class Cars(DatasetSpec):
     key = "cars"
     title = "Stanford Cars"
+    label = "Cars"
     num_classes = 196
     source = "manual"
     expected_train = 8_144

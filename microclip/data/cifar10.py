@@ -112,6 +112,7 @@ class CifarSpec(DatasetSpec):
 class Cifar10(CifarSpec):
     key = "cifar10"
     title = "CIFAR-10"
+    label = "CIFAR-10"
     num_classes = 10
     folder = "cifar-10-batches-py"
     train_files = tuple(f"data_batch_{i}" for i in range(1, 6))

@@ -18,6 +18,7 @@ from microclip.data.cifar10 import CifarSpec
 class Cifar100(CifarSpec):
     key = "cifar100"
     title = "CIFAR-100"
+    label = "CIFAR-100"
     num_classes = 100
     folder = "cifar-100-python"
     train_files = ("train",)

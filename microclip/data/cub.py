@@ -5,7 +5,9 @@ Layout (the official CUB_200_2011.tgz, unpacked): ``<root>/CUB_200_2011/`` with
 <relative path>``), ``image_class_labels.txt`` (``<image id> <class id>``),
 ``train_test_split.txt`` (``<image id> <1 = train, 0 = test>``) and ``images/``. Label =
 class id - 1; class names are the folder names without the number, underscores as spaces
-("Black footed Albatross", the spelling of CuPL's bird keys). CuPL has no CUB set.
+("Black footed Albatross", the spelling of CuPL's bird keys), except where the archive
+misspells a name: ``141.Artic_Tern`` (so spelled in classes.txt and in the image folder of
+every public copy) is the prompt's "Arctic Tern" (``RENAMED``). CuPL has no CUB set.
 
 Protocol: official split, train (5,994) adapted on, test (5,794) scored.
 """
@@ -18,11 +20,16 @@ from microclip.data.base import DATASETS, DatasetError, DatasetSpec, Manifest
 from microclip.data.layout import make_manifest, norm_name, read_lines, require_file
 
 URL = "https://data.caltech.edu/records/65de6-vp158 (CUB_200_2011.tgz)"
+# classes.txt entry -> the package's class name, where the archive's words are not the
+# prompt's: a typo in CUB_200_2011.tgz itself (classes.txt line 141, images/141.Artic_Tern/).
+# Every other entry must match its package name up to case and punctuation.
+RENAMED = {"141.Artic_Tern": "Arctic Tern"}
 
 
 class Cub(DatasetSpec):
     key = "cub"
     title = "CUB-200-2011"
+    label = "CUB"
     num_classes = 200
     source = "manual"
     expected_train = 5_994
@@ -59,7 +66,7 @@ class Cub(DatasetSpec):
         classes = self.classes()
         for class_id, folder in self._table(root, "classes.txt").items():
             label = int(class_id) - 1
-            name = folder.split(".", 1)[-1]
+            name = RENAMED.get(folder, folder.split(".", 1)[-1])
             if not 0 <= label < len(classes) or norm_name(name) != norm_name(classes[label]):
                 raise DatasetError(
                     f"{self.key}: classes.txt id {class_id} is '{folder}', but the package's class "

@@ -31,6 +31,7 @@ from typing import Any
 
 from microclip.data.base import DatasetError, DatasetSpec, Manifest
 from microclip.data.layout import ClassIndex, class_folders, image_files, make_manifest
+from microclip.errors import ConfigError
 
 # "descriptions" (a description file path) is read by the workflow, not by the spec.
 ALLOWED_KEYS = (
@@ -64,15 +65,18 @@ class CustomDataset(DatasetSpec):
         test: str = "test",
         csv_file: str | None = None,
         title: str | None = None,
+        classes_from: str | None = None,
     ) -> None:
         self.key = key  # type: ignore[misc]
         self.title = title or key  # type: ignore[misc]
+        self.label = title or key  # type: ignore[misc]
         self.root = Path(root)
         self._classes = classes
         self._templates = list(templates)
         self.train_source = train
         self.test_source = test
         self.csv_file = csv_file
+        self.classes_from = classes_from  # "the list in the config" or the classes file
         self.num_classes = len(classes) if classes else 0  # type: ignore[misc]
 
     def base(self, root: Path) -> Path:
@@ -83,7 +87,7 @@ class CustomDataset(DatasetSpec):
             self._scan_classes(self.root / self.train_source)
         if self._classes is None:
             raise DatasetError(
-                f"{self.key}: no class list: give 'classes' in config.yaml, or the data root "
+                f"{self.key}: no class list: give custom_datasets.{self.key}.classes, or the data root "
                 f"so that the folder names of {self.root / self.train_source} can be read"
             )
         return list(self._classes)
@@ -97,6 +101,11 @@ class CustomDataset(DatasetSpec):
 
     def templates(self) -> list[str]:
         return list(self._templates)
+
+    def classes_source(self) -> str:
+        if self.classes_from is not None:
+            return f"custom_datasets.{self.key}.classes ({self.classes_from})"
+        return f"the class folders of {self.root / self.train_source}"
 
     def _sources(self, root: Path) -> list[Path]:
         base = self.base(root)
@@ -197,7 +206,7 @@ def _class_list(key: str, value: Any, base: Path) -> list[str] | None:
     elif isinstance(value, str):
         path = Path(value) if Path(value).is_absolute() else base / value
         if not path.is_file():
-            raise FileNotFoundError(f"config.yaml: datasets.{key}.classes: {path} not found")
+            raise ConfigError(f"custom_datasets.{key}.classes: {path} not found")
         text = path.read_text(encoding="utf-8")
         names = (
             json.loads(text)
@@ -205,12 +214,12 @@ def _class_list(key: str, value: Any, base: Path) -> list[str] | None:
             else [s.strip() for s in text.splitlines() if s.strip()]
         )
     else:
-        raise ValueError(
-            f"config.yaml: datasets.{key}.classes must be a list of names or a path to a "
+        raise ConfigError(
+            f"custom_datasets.{key}.classes must be a list of names or a path to a "
             f".json/.txt file, got {value!r}"
         )
     if len(set(names)) != len(names):
-        raise ValueError(f"config.yaml: datasets.{key}.classes has duplicate names")
+        raise ConfigError(f"custom_datasets.{key}.classes has duplicate names")
     return names
 
 
@@ -224,20 +233,20 @@ def custom_dataset_from_config(
     """
     unknown = sorted(set(entry) - set(ALLOWED_KEYS))
     if unknown:
-        raise ValueError(
-            f"config.yaml: custom_datasets.{key} has unknown keys {unknown}; allowed: {', '.join(ALLOWED_KEYS)}"
+        raise ConfigError(
+            f"custom_datasets.{key} has unknown keys {unknown}; allowed: {', '.join(ALLOWED_KEYS)}"
         )
     if entry.get("type", "custom") != "custom":
-        raise ValueError(
-            f"config.yaml: datasets.{key}.type = {entry.get('type')!r}; allowed: custom"
+        raise ConfigError(
+            f"custom_datasets.{key}.type = {entry.get('type')!r}; allowed: custom"
         )
     if "root" not in entry:
-        raise ValueError(
-            f"config.yaml: datasets.{key} needs 'root' (the folder holding its images)"
+        raise ConfigError(
+            f"custom_datasets.{key} needs 'root' (the folder holding its images)"
         )
     if "csv" in entry and ("train" in entry or "test" in entry):
-        raise ValueError(
-            f"config.yaml: datasets.{key}: give either 'csv' or 'train'/'test', not both"
+        raise ConfigError(
+            f"custom_datasets.{key}: give either 'csv' or 'train'/'test', not both"
         )
     root = Path(entry["root"])
     base = root if root.is_absolute() or data_root is None else Path(data_root) / root
@@ -247,15 +256,15 @@ def custom_dataset_from_config(
         and templates
         and all(isinstance(t, str) and t.count("{}") == 1 for t in templates)
     ):
-        raise ValueError(
-            f"config.yaml: datasets.{key}.templates must be a non-empty list of strings with one "
+        raise ConfigError(
+            f"custom_datasets.{key}.templates must be a non-empty list of strings with one "
             f"'{{}}' for the class name, got {templates!r}"
         )
     classes = _class_list(key, entry.get("classes"), base)
     csv_sources = [entry.get(k, "") for k in ("csv", "train", "test")]
     if classes is None and any(str(s).lower().endswith(".csv") for s in csv_sources):
-        raise ValueError(
-            f"config.yaml: datasets.{key}: a CSV layout needs 'classes' (the label order)"
+        raise ConfigError(
+            f"custom_datasets.{key}: a CSV layout needs 'classes' (the label order)"
         )
     return CustomDataset(
         key=key,
@@ -266,4 +275,18 @@ def custom_dataset_from_config(
         test=str(entry.get("test", "test")),
         csv_file=entry.get("csv"),
         title=entry.get("title"),
+        classes_from=None if classes is None else (
+            entry["classes"] if isinstance(entry["classes"], str) else "the list in the config"
+        ),
     )
+
+
+def custom_dataset_problems(
+    key: str, entry: Mapping[str, Any], *, data_root: Path | None = None
+) -> list[str]:
+    """What is wrong with a ``custom_datasets`` entry (empty when it builds)."""
+    try:
+        custom_dataset_from_config(key, entry, data_root=data_root)
+    except ConfigError as err:
+        return [str(err)]
+    return []

@@ -28,6 +28,7 @@ PARTITION = 1
 class Dtd(DatasetSpec):
     key = "dtd"
     title = "Describable Textures (split 1)"
+    label = "DTD"
     num_classes = 47
     source = "torchvision"
     expected_train = 3_760

@@ -31,6 +31,7 @@ RENAMED = {
 class EuroSat(DatasetSpec):
     key = "eurosat"
     title = "EuroSAT RGB"
+    label = "EuroSAT"
     num_classes = 10
     source = "torchvision"
     expected_train = 10_000

@@ -107,6 +107,7 @@ def _write_pngs(images: np.ndarray, folder: Path, ids: np.ndarray) -> list[str]:
 class FashionShift(DatasetSpec):
     key = "fashion_shift"
     title = "Fashion-MNIST under a fixed contrast + noise shift (offline demo)"
+    label = "Fashion-shift"
     num_classes = 10
     source = "generated"
     expected_train = ADAPT_PER_CLASS * 10

@@ -20,6 +20,7 @@ from microclip.data.layout import ClassIndex, make_manifest, read_lines, require
 class Fgvc(DatasetSpec):
     key = "fgvc"
     title = "FGVC-Aircraft (variant)"
+    label = "Aircraft"
     num_classes = 100
     source = "torchvision"
     expected_train = 3_334

@@ -24,6 +24,7 @@ SPLIT_URL = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md (section 
 class Flowers(DatasetSpec):
     key = "flowers"
     title = "Oxford Flowers-102 (CoOp split)"
+    label = "Flowers"
     num_classes = 102
     source = "torchvision"
     expected_train = 4_093

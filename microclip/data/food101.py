@@ -19,6 +19,7 @@ from microclip.data.layout import ClassIndex, make_manifest, require_file
 class Food101(DatasetSpec):
     key = "food101"
     title = "Food-101"
+    label = "Food101"
     num_classes = 101
     source = "torchvision"
     expected_train = 75_750

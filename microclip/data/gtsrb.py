@@ -23,6 +23,7 @@ from microclip.data.layout import image_files, make_manifest, not_found, require
 class Gtsrb(DatasetSpec):
     key = "gtsrb"
     title = "GTSRB"
+    label = "GTSRB"
     num_classes = 43
     source = "torchvision"
     expected_train = 26_640

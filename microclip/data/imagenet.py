@@ -27,6 +27,7 @@ def wnids() -> list[str]:
 class ImageNet(DatasetSpec):
     key = "imagenet"
     title = "ImageNet-1k (50/class subset -> val)"
+    label = "ImageNet"
     num_classes = 1000
     source = "manual"
     expected_train = 50_000

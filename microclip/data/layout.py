@@ -102,7 +102,7 @@ class ClassIndex:
         if label is None:
             raise DatasetError(
                 f"{self.spec.key}: {where}: class '{raw}' is not one of the {len(self.classes)} "
-                f"classes of microclip/data/classnames/{self.spec.key}.json (e.g. "
+                f"classes of {self.spec.classes_source()} (e.g. "
                 f"{_examples(self.classes, 3)}); is this the right dataset or version?"
             )
         return label

@@ -19,6 +19,7 @@ from microclip.data.layout import make_manifest, norm_name, read_lines, require_
 class Pets(DatasetSpec):
     key = "pets"
     title = "Oxford-IIIT Pets"
+    label = "Pets"
     num_classes = 37
     source = "torchvision"
     expected_train = 3_680

@@ -16,6 +16,7 @@ from microclip.data.layout import FolderSplitSpec
 class Resisc45(FolderSplitSpec):
     key = "resisc45"
     title = "NWPU-RESISC45"
+    label = "RESISC45"
     num_classes = 45
     folder = "resisc45"
     origin = "NWPU-RESISC45.rar from the authors' OneDrive, linked from gcheng-nwpu.github.io"

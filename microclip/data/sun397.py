@@ -42,6 +42,7 @@ def split_sizes(n: int) -> list[int]:
 class Sun397(DatasetSpec):
     key = "sun397"
     title = "SUN397"
+    label = "SUN397"
     num_classes = 397
     source = "torchvision"
     protocol = "seeded 70/10/20 per class, 70 -> 20"

@@ -28,6 +28,7 @@ SOURCE = "CoOp's DATASETS.md, section UCF101: https://github.com/KaiyangZhou/CoO
 class Ucf101(DatasetSpec):
     key = "ucf101"
     title = "UCF-101 middle frames (split 1)"
+    label = "UCF101"
     num_classes = 101
     source = "manual"
     expected_train = 7_639

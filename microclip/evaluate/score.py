@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from microclip.methods.base import AdaptationMethod
+from microclip.train.precision import autocast
 
 
 @dataclass
@@ -45,13 +46,8 @@ def score(
     was_training = method.training
     method.eval()
     preds, targets = [], []
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if precision == "bf16" and device.type == "cuda"
-        else torch.autocast("cpu", enabled=False)
-    )
     for batch in batches:
-        with autocast:
+        with autocast(device, precision):
             logits = method.predict(batch["test"].to(device, non_blocking=True))
         preds.append(logits.argmax(-1).cpu())
         targets.append(batch["label"].cpu())

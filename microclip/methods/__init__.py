@@ -1,20 +1,11 @@
-"""Methods: importing this package registers every method module in METHODS."""
+"""Methods: torch-free declarations (``METHODS``) and the implementations they point to.
 
-from microclip.methods import dpa, lafter, microclip, must, reclip, zeroshot  # noqa: F401
-from microclip.methods.base import (
-    METHODS,
-    AdaptationMethod,
-    MethodContext,
-    StepOutput,
-    TrainData,
-    TrainSettings,
-)
+``METHODS.get(name)`` is a ``MethodDeclaration`` (hyperparameter dataclass, release training
+settings, per-dataset settings file); ``.load()`` imports the implementation, an
+``AdaptationMethod`` (``microclip.methods.base``), only in the process that trains.
+"""
 
-__all__ = [
-    "METHODS",
-    "AdaptationMethod",
-    "MethodContext",
-    "StepOutput",
-    "TrainData",
-    "TrainSettings",
-]
+from microclip.methods import configs  # noqa: F401  (registers every declaration)
+from microclip.methods.declaration import METHODS, MethodDeclaration
+
+__all__ = ["METHODS", "MethodDeclaration"]

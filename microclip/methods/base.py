@@ -9,7 +9,6 @@ Nothing in the loop knows a method's internals.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -18,26 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from microclip.model.adapter import VisualAdapter
-from microclip.registry import Registry
 from microclip.text.prototypes import TextPrototypes
-
-
-@dataclass
-class TrainSettings:
-    """Optimisation settings; each method states its release's defaults (method.md §9)."""
-
-    epochs: int = 15
-    batch_size: int = 64
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 1e-4  # peak learning rate
-    min_lr: float = 2e-6  # end of the per-iteration cosine
-    schedule: Literal["cosine", "constant"] = "cosine"
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    momentum: float = 0.9  # SGD only
-    drop_last: bool = False
-    report: Literal["last", "best"] = "last"  # "best" selects on test labels: reference only
+from microclip.train.settings import TrainSettings
 
 
 @dataclass
@@ -56,6 +37,16 @@ class MethodContext:
     @property
     def num_classes(self) -> int:
         return len(self.prototypes.classes)
+
+
+@dataclass
+class SaliencyMap:
+    """One map a method draws over its input (``AdaptationMethod.explain``)."""
+
+    key: str  # array name in the .npz, e.g. "ncut_mask"
+    title: str  # column title of the figure
+    kind: Literal["mask", "attention"]  # a 0/1 mask or weights (normalised for display)
+    values: Tensor  # (B, N) over the patch grid
 
 
 @dataclass
@@ -126,6 +117,11 @@ class AdaptationMethod(nn.Module):
         """(B, 3, H, W) test-view images -> (B, K) logits."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def explain(self, images: Tensor) -> list[SaliencyMap]:
+        """Saliency maps over the patch grid for figures; methods that draw none return []."""
+        return []
+
     # -- state ------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
         """Trainable tensors, buffers and extra state: what resume and evaluation need."""
@@ -150,60 +146,3 @@ class AdaptationMethod(nn.Module):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class MethodEntry:
-    """A registered method: its class, its hyperparameter dataclass and defaults."""
-
-    cls: type[AdaptationMethod]
-    config_cls: type
-    summary: str  # what trains, in a few words
-    default_train: Callable[[str], TrainSettings] = lambda dataset: TrainSettings()  # noqa: E731
-    dataset_options: Callable[[str], dict[str, Any]] = lambda dataset: {}  # noqa: E731
-
-    def build_config(self, overrides: dict[str, Any]) -> Any:
-        names = {f.name for f in dataclasses.fields(self.config_cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise KeyError(
-                f"unknown option(s) {unknown} for method '{self.cls.name}'; "
-                f"known: {', '.join(sorted(names)) or '(none)'}"
-            )
-        return self.config_cls(**overrides)
-
-
-METHODS: Registry[MethodEntry] = Registry("method")
-
-
-def register_method(
-    name: str,
-    *,
-    config: type,
-    summary: str,
-    default_train: Callable[[str], TrainSettings] | None = None,
-    dataset_options: Callable[[str], dict[str, Any]] | None = None,
-) -> Callable[[type[AdaptationMethod]], type[AdaptationMethod]]:
-    """Class decorator: ``@register_method("dpa", config=DPAConfig, summary=...)``."""
-
-    def wrap(cls: type[AdaptationMethod]) -> type[AdaptationMethod]:
-        cls.name = name
-        entry = MethodEntry(cls, config, summary)
-        if default_train is not None:
-            entry = dataclasses.replace(entry, default_train=default_train)
-        if dataset_options is not None:
-            entry = dataclasses.replace(entry, dataset_options=dataset_options)
-        METHODS.add(name, entry)
-        return cls
-
-    return wrap
-
-
-def settings_with(settings: TrainSettings, overrides: dict[str, Any]) -> TrainSettings:
-    """Apply non-null overrides; unknown keys name the allowed ones."""
-    names = {f.name for f in dataclasses.fields(TrainSettings)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise KeyError(f"unknown train setting(s) {unknown}; known: {', '.join(sorted(names))}")
-    clean = {k: (tuple(v) if k == "betas" else v) for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(settings, **clean)

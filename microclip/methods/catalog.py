@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from microclip.methods.base import METHODS, MethodContext
+from microclip.methods import METHODS
+from microclip.methods.base import MethodContext
 from microclip.model.adapter import VisualAdapter
 from microclip.model.backbones import BACKBONES, create_clip
 from microclip.text.prototypes import TextPrototypes
@@ -56,8 +57,9 @@ def build_with_stand_in_text(
         seed=0,
         templates=["a photo of a {}."],
     )
-    entry = METHODS.get(method)
-    return entry.cls(context, entry.build_config(options or {})).to(device)
+    declaration = METHODS.get(method)
+    config = declaration.build_config(declaration.resolve_options("synthetic", options or {}))
+    return declaration.load()(context, config).to(device)
 
 
 def count_trainable(method: str, *, model: str, num_classes: int, clip=None) -> int:
@@ -72,11 +74,10 @@ def methods_table(*, backbone: str = "ViT-B-32", num_classes: int = 102) -> str:
     model = BACKBONES.get(backbone).model if backbone in BACKBONES else backbone
     rows = [("method", "what trains", f"trainable ({model}, K={num_classes})")]
     for name in METHODS.names():
-        entry = METHODS.get(name)
         rows.append(
             (
                 name,
-                entry.summary,
+                METHODS.get(name).summary,
                 f"{count_trainable(name, model=model, num_classes=num_classes):,}",
             )
         )

@@ -24,7 +24,6 @@ is), so they are checkpointed for resume but not needed to score (prediction is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,13 +35,12 @@ from microclip.methods.base import (
     MethodContext,
     StepOutput,
     TrainData,
-    TrainSettings,
-    register_method,
 )
-from microclip.methods.settings import release_settings
+from microclip.methods.configs.dpa import DPAConfig
 from microclip.model.adapter import VisualAdapter
 from microclip.ops.losses import batch_fairness_loss, weighted_cross_entropy
 from microclip.ops.propagation import class_centroids
+from microclip.train.settings import TrainSettings
 
 __all__ = [
     "DPA",
@@ -53,16 +51,6 @@ __all__ = [
     "push_prior",
     "sample_weights",
 ]
-
-
-@dataclass
-class DPAConfig:
-    a: float = 0.5  # mixing weight of the image-prototype probabilities (1 - a: text)
-    w: float = 100.0  # inverse temperature of the prototype-alignment logits w P Z^T
-    reg: float = 1.0  # weight of the fairness regulariser (MUST's batch form)
-    align: float = 1.0  # weight of the prototype-alignment loss
-    prior_batches: int = 32  # FIFO length of batch-mean text probabilities (the class prior)
-    logit_scale: float = 100.0  # s, CLIP's trained temperature, fixed
 
 
 # -- pure helpers (tested in tests/test_baselines.py) ----------------------------------------
@@ -121,29 +109,8 @@ def alignment_loss(image_protos: Tensor, text_protos: Tensor, *, w: float) -> Te
 
 
 # -- the method --------------------------------------------------------------------------------
-_default_train, _dataset_options = release_settings(
-    "dpa",
-    DPAConfig,
-    TrainSettings(
-        optimizer="adamw",
-        lr=1e-4,
-        min_lr=2e-6,  # the release doubles its --min_lr default of 1e-6
-        schedule="cosine",
-        weight_decay=0.1,
-        batch_size=64,
-        epochs=15,
-        drop_last=False,
-    ),
-)
 
 
-@register_method(
-    "dpa",
-    config=DPAConfig,
-    summary="visual LayerNorms + text prototypes W",
-    default_train=_default_train,
-    dataset_options=_dataset_options,
-)
 class DPA(AdaptationMethod):
     views = ("weak", "strong")
 

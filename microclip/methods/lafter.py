@@ -30,7 +30,6 @@ Quirks and suite choices (documented deviations):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,13 +41,12 @@ from microclip.methods.base import (
     MethodContext,
     StepOutput,
     TrainData,
-    TrainSettings,
-    register_method,
 )
-from microclip.methods.settings import release_settings
+from microclip.methods.configs.lafter import LaFTerConfig
 from microclip.model.adapter import VisualAdapter
 from microclip.ops.losses import label_smoothed_ce
 from microclip.text.prototypes import TextPrototypes
+from microclip.train.settings import TrainSettings
 
 __all__ = [
     "LaFTer",
@@ -57,20 +55,6 @@ __all__ = [
     "text_training_set",
     "train_text_classifier",
 ]
-
-
-@dataclass
-class LaFTerConfig:
-    # Stage 1: text-only classifier
-    text_steps: int = 500  # full-batch steps (per-dataset table in settings/lafter.json)
-    text_lr: float = 5e-4  # AdamW lr of stage 1 (the release's single --lr)
-    text_weight_decay: float = 0.01  # AdamW weight decay of stage 1
-    text_noise_std: float = 0.1  # Gaussian noise added to the normalised text embeddings
-    label_smoothing: float = 0.1  # both stages
-    # Stage 2: visual prompts
-    num_prompts: int = 50  # VPT-shallow tokens inserted after ln_pre
-    prompt_init_patch: int | None = None  # None: the model's patch size; 16: release value
-    normalize_student: bool = False  # False: release quirk (unnormalised A(v_prompt(x)))
 
 
 # -- pure helpers (tested in tests/test_baselines.py) ----------------------------------------
@@ -129,28 +113,8 @@ def train_text_classifier(
 
 
 # -- the method --------------------------------------------------------------------------------
-_default_train, _dataset_options = release_settings(
-    "lafter",
-    LaFTerConfig,
-    TrainSettings(
-        optimizer="adamw",
-        lr=5e-4,
-        schedule="constant",  # MultiStepLR without milestones
-        weight_decay=0.01,
-        batch_size=50,
-        epochs=50,
-        drop_last=True,  # Dassl's RandomSampler drops the last partial batch
-    ),
-)
 
 
-@register_method(
-    "lafter",
-    config=LaFTerConfig,
-    summary="visual LayerNorms + 50 prompt tokens + text-trained linear head",
-    default_train=_default_train,
-    dataset_options=_dataset_options,
-)
 class LaFTer(AdaptationMethod):
     views = ("test", "lafter_strong")  # LaFTer's weak view is the deterministic test view
 

@@ -28,14 +28,16 @@ on the LAPACK/cuSOLVER build; it stays available as ``ncut_sign: invert_mask``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from microclip.methods.base import AdaptationMethod, MethodContext, StepOutput, register_method
+from microclip.methods.base import AdaptationMethod, MethodContext, SaliencyMap, StepOutput
+from microclip.methods.configs.microclip import (
+    MicroCLIPConfig,
+)
 from microclip.model.adapter import VisualAdapter, VisualFeatures
 from microclip.ops.fusion import pseudo_label_feature, token_fusion_logits
 from microclip.ops.losses import fairness_loss
@@ -44,59 +46,6 @@ from microclip.ops.prior import dka_pseudo_labels, multiview_prior
 from microclip.ops.soap import SOAP, masked_patch_mean, patch_mean, random_patch
 
 
-@dataclass
-class MicroCLIPConfig:
-    # §4 TokenFusion
-    beta: float = 0.5  # weight of the [CLS] logits; 1 - beta goes to [FG]
-    logit_scale: float = 100.0  # fixed s
-    # §2 NCut
-    tau: float = 0.2  # affinity threshold on raw dot products
-    eps: float = 1e-6  # affinity below tau, and the sqrt-degree guard
-    ncut_input: Literal["value_raw", "key_cosine"] = "value_raw"
-    fiedler_threshold: Literal["std", "mean"] = "std"
-    ncut_sign: Literal["orient_vector", "invert_mask"] = "orient_vector"
-    # §3 SOAP and its ablations
-    fg_pooling: Literal["soap", "patch_mean", "ncut_mean"] = "soap"
-    query: Literal["ncut", "cls", "mean_patch", "random_patch"] = "ncut"
-    learnable_null: bool = False  # learnable (zero-init) null token instead of a fixed zero
-    use_fg: bool = True  # False: CLS-only self-training (no [FG] token at all)
-    # §6 multi-view prior
-    multiview: bool = True  # False: the fixed branch uses the weak view's [CLS] alone
-    num_crops: int = 8
-    prior_encoder: Literal["adapting", "frozen"] = "adapting"
-    # §7 DKA
-    gamma: float = 0.5  # weight of the fixed (prior x W_LLM) logits
-    # §5 heads
-    head_init: Literal["descriptions", "templates"] = "descriptions"
-    train_head: bool = True  # False: W* stays at its initialisation
-    # §8 loss
-    ce_weight: float = 1.0
-    fairness_weight: float = 1.0
-    supervised: bool = False  # upper bound: CE on the TRUE labels (reads labels; no fairness)
-
-
-@dataclass
-class CLSSelfTrainConfig(MicroCLIPConfig):
-    """Coarse baseline: pseudo-labels from weak-view [CLS] x W*, loss on [CLS] only."""
-
-    use_fg: bool = False
-    multiview: bool = False
-    gamma: float = 0.0
-
-
-@dataclass
-class MultiviewCLSSelfTrainConfig(MicroCLIPConfig):
-    """Multi-view prior + DKA pseudo-labels, but [CLS]-only features and loss."""
-
-    use_fg: bool = False
-    multiview: bool = True
-
-
-@register_method(
-    "microclip",
-    config=MicroCLIPConfig,
-    summary="visual LayerNorms + W* + SOAP W_Q/W_K/W_V",
-)
 class MicroCLIP(AdaptationMethod):
     def __init__(self, context: MethodContext, config: MicroCLIPConfig) -> None:
         super().__init__(context)
@@ -216,14 +165,18 @@ class MicroCLIP(AdaptationMethod):
         return logits
 
     @torch.no_grad()
-    def explain(self, images: Tensor) -> dict[str, Tensor]:
-        """Saliency for figures: NCut mask (B, N), SOAP attention (B, N), [CLS] attention (B, N)."""
-        out = {"cls_attention": self.adapter.cls_attention(images)}
+    def explain(self, images: Tensor) -> list[SaliencyMap]:
+        """NCut foreground, SOAP attention and [CLS] attention over the patches (B, N) each."""
+        out = []
         if self.config.use_fg:
             _, parts = self._fg_embedding(self._features(images))
-            out.update(parts)
-            if "soap_attention" in out:
-                out["soap_attention"] = out["soap_attention"][:, :-1]  # drop the null token
+            if "ncut_mask" in parts:
+                out.append(SaliencyMap("ncut_mask", "NCut foreground", "mask", parts["ncut_mask"]))
+            if "soap_attention" in parts:  # the last column is the null token
+                attention = parts["soap_attention"][:, :-1]
+                out.append(SaliencyMap("soap_attention", "SOAP attention [FG]", "attention", attention))
+        cls_attention = self.adapter.cls_attention(images)
+        out.append(SaliencyMap("cls_attention", "[CLS] attention", "attention", cls_attention))
         return out
 
     def extra_state(self) -> dict[str, Any]:
@@ -235,19 +188,9 @@ class MicroCLIP(AdaptationMethod):
             self._generator.set_state(state["generator"])
 
 
-@register_method(
-    "cls_selftrain",
-    config=CLSSelfTrainConfig,
-    summary="visual LayerNorms + W* ([CLS]-only self-training)",
-)
 class CLSSelfTrain(MicroCLIP):
     pass
 
 
-@register_method(
-    "multiview_cls_selftrain",
-    config=MultiviewCLSSelfTrainConfig,
-    summary="visual LayerNorms + W* (multi-view prior, [CLS]-only)",
-)
 class MultiviewCLSSelfTrain(MicroCLIP):
     pass

@@ -44,8 +44,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -56,13 +55,12 @@ from microclip.methods.base import (
     MethodContext,
     StepOutput,
     TrainData,
-    TrainSettings,
-    register_method,
 )
-from microclip.methods.settings import release_settings
+from microclip.methods.configs.must import MUSTConfig
 from microclip.model.adapter import VisualAdapter
 from microclip.ops.losses import batch_fairness_loss, fairness_loss, masked_cross_entropy
 from microclip.ops.schedule import ema_decay
+from microclip.train.settings import TrainSettings
 
 __all__ = [
     "MUST",
@@ -77,30 +75,6 @@ __all__ = [
 ]
 
 _RUNNING_FAIRNESS_CLASSES = 512  # K >= 512: MUST's running-average fairness form (ImageNet)
-
-
-@dataclass
-class MUSTConfig:
-    # Pseudo-labels and the EMA teacher (§2.2-§2.3)
-    conf_threshold: float = 0.7  # tau: a pseudo-label counts where max q > tau (strict)
-    ema_init: float = 0.99  # d_init, the decay at step 0
-    ema_final: float = 0.9998  # --model_ema_decay, reached after warm_it steps
-    warm_it: int = 100  # length of the linear decay ramp, in optimiser steps
-    ema_reference_batch: int | None = None  # e.g. 1024: d_final^(B/1024), warm_it x 1024/B
-    # Masked image modelling (§2.4)
-    mim: bool = True  # False: "MUST w/o MIM" (no masking, no L_mim, no L_align; §2.9.2 b)
-    mask_ratio: float = 0.1  # fraction of mask blocks replaced by the mask token
-    mask_patch_size: int | None = None  # block side in px; None: 32 where legal, else patch
-    # Loss weights (§2.5)
-    w_fair: float = 1.0  # fairness regulariser
-    w_mim: float = 1.0  # L1 reconstruction of the masked pixels (1.0 in the release)
-    w_align: float = 0.2  # global-local alignment of masked tokens with the [CLS] embedding
-    # Optimisation (§2.6)
-    layer_decay: float = 0.65  # lr scale 0.65^(L+1-layer_id)
-    mask_token_quirk: bool = True  # the mask token gets layer id 0, as its release name implies
-    lr_reference_batch: int = 256  # lr = train.lr x batch / 256 (linear scaling)
-    logit_scale: float = 100.0  # fixed s
-    predict_with: Literal["student", "teacher"] = "student"
 
 
 # -- pure helpers (tested in tests/test_baselines.py) ----------------------------------------
@@ -209,20 +183,6 @@ def mim_l1_loss(recon: Tensor, target: Tensor, patch_mask: Tensor, patch_size: i
 
 
 # -- the method --------------------------------------------------------------------------------
-_default_train, _dataset_options = release_settings(
-    "must",
-    MUSTConfig,
-    TrainSettings(
-        optimizer="adamw",
-        lr=1e-5,  # cfg lr per 256 images; scaled by batch/256 in param_groups
-        min_lr=1e-6,  # likewise scaled
-        schedule="cosine",
-        weight_decay=0.05,
-        batch_size=64,
-        epochs=60,
-        drop_last=True,  # DistributedSampler + drop_last=True
-    ),
-)
 
 
 class _MUSTBase(AdaptationMethod):
@@ -365,23 +325,9 @@ class _MUSTBase(AdaptationMethod):
         self._fair_running = state.get("fair_running")
 
 
-@register_method(
-    "must",
-    config=MUSTConfig,
-    summary="whole visual encoder + head W + MIM decoder, mask token, ln_patch (EMA teacher)",
-    default_train=_default_train,
-    dataset_options=_dataset_options,
-)
 class MUST(_MUSTBase):
     full_finetune = True
 
 
-@register_method(
-    "must_ln",
-    config=MUSTConfig,
-    summary="visual LayerNorms + head W + MIM decoder, mask token, ln_patch (EMA teacher)",
-    default_train=_default_train,
-    dataset_options=_dataset_options,
-)
 class MUSTLN(_MUSTBase):
     full_finetune = False

@@ -6,17 +6,11 @@ zs_descriptions  CuPL: mean of the normalised description embeddings per class, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from microclip.methods.base import AdaptationMethod, MethodContext, register_method
-
-
-@dataclass
-class ZeroShotConfig:
-    logit_scale: float = 100.0  # CLIP's trained temperature; does not change the argmax
+from microclip.methods.base import AdaptationMethod, MethodContext
+from microclip.methods.configs.zeroshot import ZeroShotConfig
 
 
 class _ZeroShot(AdaptationMethod):
@@ -36,13 +30,11 @@ class _ZeroShot(AdaptationMethod):
         return self.config.logit_scale * z @ self.head.to(z.dtype).T
 
 
-@register_method("zs_templates", config=ZeroShotConfig, summary="nothing (template ensemble)")
 class ZeroShotTemplates(_ZeroShot):
     def __init__(self, context: MethodContext, config: ZeroShotConfig) -> None:
         super().__init__(context, config, context.prototypes.head_templates)
 
 
-@register_method("zs_descriptions", config=ZeroShotConfig, summary="nothing (CuPL descriptions)")
 class ZeroShotDescriptions(_ZeroShot):
     def __init__(self, context: MethodContext, config: ZeroShotConfig) -> None:
         super().__init__(context, config, context.prototypes.head_descriptions)

@@ -36,9 +36,11 @@ from tqdm import tqdm
 
 from microclip.data.fashion_shift import SOURCE_END, load_split
 from microclip.data.views import CLIP_MEAN, CLIP_STD
+from microclip.io import atomic_torch_save
 from microclip.model.adapter import VisualAdapter
 from microclip.model.backbones import DEMO_MODEL, create_clip
-from microclip.train.checkpoint import atomic_torch_save, seed_everything
+from microclip.model.demo_config import DemoPretrainConfig
+from microclip.train.checkpoint import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +130,8 @@ def pretrain_demo_clip(
     templates: list[str],
     synonyms: dict[str, list[str]],
     descriptions: dict[str, list[str]],
-    epochs: float = 1.5,
-    batch_size: int = 128,
-    lr: float = 2e-3,
-    warmup_steps: int = 30,
-    weight_decay: float = 0.1,
+    settings: DemoPretrainConfig,
     seed: int = 0,
-    patch_loss_weight: float = 1.0,
-    patch_loss: str = "mean",
-    crop_prob: float = 0.0,
 ) -> dict[str, float]:
     """Contrastive pretraining on the source domain; returns figures for the README.
 
@@ -149,6 +144,10 @@ def pretrain_demo_clip(
     batch (off by default: crops helped microCLIP's multi-view prior on source images but
     cost the [CLS] zero-shot about 10 points on the shifted target domain).
     """
+    epochs, batch_size, lr = settings.epochs, settings.batch_size, settings.lr
+    warmup_steps, weight_decay = settings.warmup_steps, settings.weight_decay
+    patch_loss_weight, patch_loss = settings.patch_loss_weight, settings.patch_loss
+    crop_prob = settings.crop_prob
     if patch_loss not in {"mean", "each"}:
         raise ValueError(f"patch_loss = {patch_loss!r}; expected 'mean' or 'each'")
     start = time.perf_counter()

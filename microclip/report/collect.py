@@ -1,167 +1,70 @@
-"""Merge per-run ``metrics.json`` files into ``runs.csv`` and ``epochs.csv``.
+"""Merge per-run result files into ``runs.csv`` and ``epochs.csv``, and print a summary.
 
-The caller passes the exact list of metrics files (the DAG derives it from config with
-``expand()``); nothing here lists a directory. The layout of both CSVs is the result-file
-contract of ``docs/architecture.md``: ``runs.csv`` holds every scalar key of metrics.json in the
-contract's order, followed by the flattened ``method_config.<key>`` and ``packages.<name>``
-scalars (the gamma sweep and the provenance note need them); ``epochs.csv`` one row per
-(run, method, dataset, backbone, seed, epoch). A value missing from a file stays NaN.
+The caller passes the exact list of metrics.json files (the DAG derives it from the config);
+nothing here lists a directory. Each metrics.json is one ``microclip.results.RunRecord`` and the
+``epochs.jsonl`` beside it its epochs. ``runs.csv`` is one row per ``RunRecord.to_flat()``, the
+columns in record order (dotted ``method_config.<k>``, ``train_settings.<k>``,
+``packages.<k>`` included; keys one run lacks are empty for it); ``epochs.csv`` one row per
+(run, method, dataset, backbone, seed, epoch). No report grouping is stored in either file:
+which runs form which table comes from grid.json (``ReportGrid``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from microclip.errors import RunError
+from microclip.report.grid import MEAN, ReportGrid
+from microclip.report.published import PublishedValue, published_cells
+from microclip.report.render import write_csv
+from microclip.results import EPOCH_KEYS, ID_KEYS, RunRecord, read_epochs
+
 log = logging.getLogger(__name__)
 
-FOCUS_METHOD = "microclip"
-# Row order of the paper-style tables: zero-shot first, the focus method last.
-METHOD_ORDER = (
-    "zs_templates",
-    "zs_descriptions",
-    "cls_selftrain",
-    "multiview_cls_selftrain",
-    "reclip",
-    "lafter",
-    "must",
-    "must_ln",
-    "dpa",
-    "microclip",
+EPOCHS_FILE = "epochs.jsonl"  # beside every metrics.json
+# Text columns of runs.csv, from the record's own type hints (so a version "2.4" stays text).
+STRING_KEYS = tuple(
+    f.name for f in dataclasses.fields(RunRecord) if f.type in ("str", "str | None")
 )
+TEXT_PREFIXES = ("packages.",)
 
 
-def order_methods(methods: Sequence[str], focus: str = FOCUS_METHOD) -> list[str]:
-    """Paper order: known baselines in METHOD_ORDER, others alphabetically, the focus last."""
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    others = sorted(m for m in set(methods) if m != focus)
-    ordered = sorted(others, key=lambda m: (rank.get(m, len(rank)), m))
-    return ordered + ([focus] if focus in set(methods) else [])
+# -- reading result files ---------------------------------------------------------------------
+def _csv_value(value: Any) -> Any:
+    """Lists and objects go to one CSV cell as JSON; scalars stay as they are."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
-RUN_KEYS = (
-    "run",
-    "method",
-    "base_method",
-    "ablation",
-    "dataset",
-    "backbone",
-    "model",
-    "pretrained",
-    "description_set",
-    "seed",
-    "split",
-    "top1",
-    "mean_per_class_recall",
-    "report",
-    "n_train",
-    "n_test",
-    "num_classes",
-    "wall_s",
-    "adapt_wall_s",
-    "trainable_params",
-    "config_hash",
-    "version",
-    "git_commit",
-)
-ID_KEYS = ("run", "method", "dataset", "backbone", "seed")
-EPOCH_KEYS = ("epoch", "test_top1", "pseudo_label_acc", "loss", "lr", "images_per_s", "seconds")
-STRING_KEYS = (
-    "run",
-    "method",
-    "base_method",
-    "ablation",
-    "dataset",
-    "backbone",
-    "model",
-    "pretrained",
-    "description_set",
-    "split",
-    "report",
-    "config_hash",
-    "version",
-    "git_commit",
-)
-
-
-def read_metrics(path: str | Path) -> dict:
-    """Load one metrics.json; raises FileNotFoundError / ValueError naming the file."""
+def read_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One run's runs.csv row (``RunRecord.to_flat``) and its epochs.csv rows."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"collect: {path} does not exist (was its run finished?)")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"collect: {path} is not valid JSON ({err})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"collect: {path} holds a {type(record).__name__}, not a JSON object")
-    return record
+    flat = {k: _csv_value(v) for k, v in RunRecord.read(path).to_flat().items()}
+    ids = {k: flat[k] for k in ID_KEYS}
+    epochs = [{**ids, **row} for row in read_epochs(path.with_name(EPOCHS_FILE))]
+    return flat, epochs
 
 
-def _flatten(prefix: str, obj: object, out: dict) -> None:
-    """{'a': {'b': 1}, 'c': [1, 2]} -> {'prefix.a.b': 1, 'prefix.c': '[1, 2]'} (scalars only)."""
-    if isinstance(obj, Mapping):
-        for key, value in obj.items():
-            _flatten(f"{prefix}.{key}", value, out)
-    elif isinstance(obj, (list, tuple)):
-        out[prefix] = json.dumps(obj)
-    else:
-        out[prefix] = obj
+def _runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    runs = pd.DataFrame(rows)  # columns: first-seen order, i.e. the record's order
+    dup = runs.duplicated(list(ID_KEYS), keep=False)
+    if dup.any():
+        clash = runs.loc[dup, list(ID_KEYS)].iloc[0].to_dict()
+        raise RunError(f"collect: two metrics files share the same identifying keys {clash}")
+    return runs.sort_values(list(ID_KEYS), kind="stable").reset_index(drop=True)
 
 
-def _run_row(record: dict, path: Path) -> dict:
-    row = {}
-    for key in RUN_KEYS:
-        if key not in record:
-            log.warning("%s: key %r missing (contract: write null); kept as NaN", path, key)
-        row[key] = record.get(key)
-    extra = sorted(k for k in record if k not in RUN_KEYS and k != "epochs")
-    for key in extra:  # scalar keys added after the contract, and flattened objects
-        value = record[key]
-        if isinstance(value, Mapping):
-            _flatten(key, value, row)  # method_config.gamma, packages.torch, ...
-        else:
-            row[key] = json.dumps(value) if isinstance(value, list) else value
-    missing_id = [k for k in ID_KEYS if row.get(k) is None]
-    if missing_id:
-        raise ValueError(f"collect: {path} lacks identifying key(s) {missing_id}")
-    row["ablation"] = row["ablation"] or ""
-    return row
-
-
-def _epoch_rows(record: dict, path: Path) -> list[dict]:
-    epochs = record.get("epochs") or []
-    if not isinstance(epochs, list):
-        raise ValueError(f"collect: {path}: 'epochs' must be a list of objects")
-    rows = []
-    for entry in epochs:
-        row = {k: record.get(k) for k in ID_KEYS}
-        row["ablation"] = record.get("ablation") or ""
-        row.update({k: entry.get(k) for k in EPOCH_KEYS})
-        rows.append(row)
-    return rows
-
-
-def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write ``frame`` to ``path`` through a temporary file in the same folder + os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False, na_rep="")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _epochs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    epochs = pd.DataFrame(rows, columns=[*ID_KEYS, *EPOCH_KEYS])
+    return epochs.sort_values([*ID_KEYS, "epoch"], kind="stable").reset_index(drop=True)
 
 
 def collect_runs(
@@ -169,45 +72,35 @@ def collect_runs(
     out_runs_csv: str | Path,
     out_epochs_csv: str | Path,
     *,
+    grid: str | Path | ReportGrid,
     published_csv: str | Path | None = None,
     echo: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Merge the given metrics.json files into runs.csv and epochs.csv (atomic writes).
+    """Merge the given metrics.json files (+ their epochs.jsonl) into runs.csv and epochs.csv.
 
-    Returns (runs, epochs) as DataFrames. With ``echo`` the one-screen summary table goes to
-    stdout (it is what the user sees at the end of a run); it is always logged at INFO. With
-    ``published_csv`` the summary shows published numbers under the measured ones.
+    Both files are written atomically, and only once every input has been read, so a bad
+    input leaves neither. Returns (runs, epochs). The one-screen summary of the grid's main
+    runs (with published numbers when ``published_csv`` is given) is logged at INFO and, with
+    ``echo``, printed: it is what the user sees at the end of a run.
     """
     paths = [Path(p) for p in metrics_paths]
     if not paths:
-        raise ValueError("collect: no metrics.json paths given; check the run's methods/datasets")
+        raise RunError("collect: no metrics.json paths given; check the run's methods/datasets")
+    report_grid = grid if isinstance(grid, ReportGrid) else ReportGrid.read(grid)
     run_rows, epoch_rows = [], []
     for path in paths:
-        record = read_metrics(path)
-        run_rows.append(_run_row(record, path))
-        epoch_rows.extend(_epoch_rows(record, path))
-
-    runs = pd.DataFrame(run_rows)
-    ordered = list(RUN_KEYS) + [c for c in runs.columns if c not in RUN_KEYS]
-    runs = runs[ordered]
-    dup = runs.duplicated(list(ID_KEYS), keep=False)
-    if dup.any():
-        clash = runs.loc[dup, list(ID_KEYS)].iloc[0].to_dict()
-        raise ValueError(f"collect: two metrics files share the same identifying keys {clash}")
-    runs = runs.sort_values(list(ID_KEYS), kind="stable").reset_index(drop=True)
-
-    epoch_cols = [*ID_KEYS, "ablation", *EPOCH_KEYS]
-    epochs = pd.DataFrame(epoch_rows, columns=epoch_cols)
-    epochs = epochs.sort_values([*ID_KEYS, "epoch"], kind="stable").reset_index(drop=True)
-
-    write_csv_atomic(runs, out_runs_csv)
-    write_csv_atomic(epochs, out_epochs_csv)
+        flat, epochs = read_run(path)
+        run_rows.append(flat)
+        epoch_rows.extend(epochs)
+    runs, epochs = _runs_frame(run_rows), _epochs_frame(epoch_rows)
+    write_csv(runs, out_runs_csv)
+    write_csv(epochs, out_epochs_csv)
     published = None
     if published_csv is not None:
         from microclip.report.published import load_published
 
         published = load_published(published_csv)
-    text = summary_table(runs, published=published)
+    text = summary_table(runs, report_grid, published=published)
     log.info("collected %d runs into %s\n%s", len(runs), out_runs_csv, text)
     if echo:
         sys.stdout.write(text + "\n")
@@ -215,135 +108,91 @@ def collect_runs(
     return runs, epochs
 
 
-def read_runs(path: str | Path) -> pd.DataFrame:
-    """Read runs.csv back: text keys as str (NaN when missing, ``ablation`` "" when none),
-    numbers as numbers."""
+# -- reading the CSVs back --------------------------------------------------------------------
+def load_runs(path: str | Path) -> pd.DataFrame:
+    """runs.csv: text columns as str (NaN when empty), numbers as numbers."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"runs table {path} does not exist; run collect_results first")
-    runs = pd.read_csv(path, dtype={k: str for k in STRING_KEYS})
-    runs["ablation"] = runs["ablation"].fillna("")
-    return runs
+        raise FileNotFoundError(f"runs table {path} does not exist; run rule collect_results")
+    header = pd.read_csv(path, nrows=0).columns
+    text = [c for c in header if c in STRING_KEYS or c.startswith(TEXT_PREFIXES)]
+    return pd.read_csv(path, dtype=dict.fromkeys(text, str))
 
 
-def read_epochs(path: str | Path) -> pd.DataFrame:
-    """Read epochs.csv back (numeric per-epoch fields, ``ablation`` "" when none)."""
+def load_epochs(path: str | Path) -> pd.DataFrame:
+    """epochs.csv: identifying keys as text (seed int), per-epoch fields as numbers."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"epochs table {path} does not exist; run collect_results first")
-    text_keys = ("run", "method", "dataset", "backbone", "ablation")
-    epochs = pd.read_csv(path, dtype={k: str for k in text_keys})
-    epochs["ablation"] = epochs["ablation"].fillna("")
+        raise FileNotFoundError(f"epochs table {path} does not exist; run rule collect_results")
+    text_keys = [k for k in ID_KEYS if k != "seed"]
+    epochs = pd.read_csv(path, dtype=dict.fromkeys(text_keys, str))
     for key in EPOCH_KEYS:
         epochs[key] = pd.to_numeric(epochs[key], errors="coerce")
     return epochs
 
 
-def ablation_names(value: object) -> list[str]:
-    """The tables an ``ablation`` cell names: "" -> [], "dka" -> ["dka"], "dka,soap" -> both."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
-    return [name.strip() for name in str(value).split(",") if name.strip()]
-
-
-def main_grid(
-    runs: pd.DataFrame,
-    *,
-    methods: Sequence[str] | None = None,
-    datasets: Sequence[str] | None = None,
-    backbones: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-) -> pd.DataFrame:
-    """The runs of the main comparison (also works on epochs.csv rows).
-
-    With ``methods`` (the config's method list) a run belongs when its method is listed, even if
-    an ablation table also uses it. Without, a run belongs when it is not a variant
-    (``method == base_method``) or names no ablation table. ``datasets``, ``backbones`` and
-    ``seeds`` restrict further when given.
-    """
-    if methods is not None:
-        mask = runs["method"].isin(list(methods))
-    elif "base_method" in runs.columns:
-        mask = (runs["method"] == runs["base_method"]) | (runs["ablation"].fillna("") == "")
-    else:
-        mask = runs["ablation"].fillna("") == ""
-    for column, allowed in (("dataset", datasets), ("backbone", backbones), ("seed", seeds)):
-        if allowed is not None:
-            mask &= runs[column].isin(list(allowed))
-    return runs[mask]
-
-
-def ablation_grid(
-    runs: pd.DataFrame, name: str, spec: Mapping[str, Sequence] | None = None
-) -> pd.DataFrame:
-    """The runs of ablation table ``name``.
-
-    With ``spec`` (the config's table: ``methods`` and optionally ``datasets``, ``backbones``,
-    ``seeds``) exactly those runs; without, the runs whose ``ablation`` column names the table.
-    """
-    if spec is None:
-        return runs[runs["ablation"].map(lambda v: name in ablation_names(v))]
-    mask = pd.Series(True, index=runs.index)
-    for column, key in (
-        ("method", "methods"),
-        ("dataset", "datasets"),
-        ("backbone", "backbones"),
-        ("seed", "seeds"),
-    ):
-        if spec.get(key) is not None:
-            mask &= runs[column].isin(list(spec[key]))
-    return runs[mask]
-
-
+# -- the one-screen summary -------------------------------------------------------------------
 def _fmt(value: float, digits: int = 1) -> str:
-    return (
-        "-"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else (f"{value:.{digits}f}")
-    )
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _summary_means(part: pd.DataFrame, grid: ReportGrid) -> pd.DataFrame:
+    """Mean top-1 over seeds, methods x grid datasets, plus the mean over datasets."""
+    datasets = list(grid.main.datasets)
+    means = part.groupby(["method", "dataset"])["top1"].mean().unstack("dataset")
+    means = means.reindex(index=grid.method_order(part["method"].unique()), columns=datasets)
+    means[MEAN] = means.mean(axis=1, skipna=False)
+    return means
+
+
+def _with_published(
+    means: pd.DataFrame, cells: dict[str, dict[str, PublishedValue]]
+) -> pd.DataFrame:
+    """A "<method> (pub)" row under each method that has published numbers."""
+    rows = []
+    for method in means.index:
+        rows.append(means.loc[[method]])
+        if method in cells:
+            values = {c: v.value for c, v in cells[method].items()}
+            pub = pd.DataFrame([values], index=[f"{method} (pub)"])
+            rows.append(pub.reindex(columns=means.columns))
+    return pd.concat(rows)
 
 
 def summary_table(
-    runs: pd.DataFrame, *, published: pd.DataFrame | None = None, max_width: int = 120
+    runs: pd.DataFrame,
+    grid: ReportGrid,
+    *,
+    published: pd.DataFrame | None = None,
+    max_width: int = 120,
 ) -> str:
-    """One-screen text summary: mean top-1 over seeds per method x dataset, per backbone.
+    """One-screen text: mean top-1 over seeds per method x dataset of the main grid, per backbone.
 
-    Main-grid runs only (``main_grid`` without config); ablation-only runs are counted in a
-    footer line. With ``published`` (``load_published()``), a "<method> (pub)" row under each
-    method holds its published numbers. The table is transposed (datasets as rows) when
-    methods-as-rows would exceed ``max_width``.
+    Runs outside the main grid are counted in a footer. The table is transposed (datasets as
+    rows) when methods-as-rows would exceed ``max_width``.
     """
-    from microclip.report.published import published_lookup
-
     lines = []
-    main = main_grid(runs)
-    for backbone, part in main.groupby("backbone", sort=True):
-        means = part.groupby(["method", "dataset"])["top1"].mean().unstack("dataset")
-        means = means.reindex(order_methods(means.index))
+    for backbone in grid.main.backbones:
+        part = grid.main_runs(runs, backbone=backbone)
+        if part.empty:
+            continue
+        means = _summary_means(part, grid)
         seeds = part.groupby("method")["seed"].nunique()
-        means["mean"] = means.mean(axis=1, skipna=False)
-        if published is not None:
-            pub = published_lookup(published, backbone)
-            pub = pub[pub["dataset"].isin(means.columns) & (pub["dataset"] != "mean")]
-            pub = pub.pivot_table(index="method", columns="dataset", values="value")
-            rows = []
-            for method in means.index:
-                rows.append(means.loc[[method]])
-                if method in pub.index:
-                    extra = pub.loc[[method]].reindex(columns=means.columns)
-                    rows.append(extra.rename(index={method: f"{method} (pub)"}))
-            means = pd.concat(rows)
-        head = f"top-1 % (mean over seeds), backbone {backbone}, run {part['run'].iloc[0]}"
+        cells = published_cells(published, backbone, grid.main.datasets, mean_column=MEAN)
+        if cells:
+            means = _with_published(means, cells)
+        means.columns = [grid.label(c) for c in means.columns]
+        head = f"top-1 % (mean over seeds), backbone {backbone}, run {grid.run}"
         body = _grid_text(means, seeds)
         if max(len(s) for s in body) > max_width:
             body = _grid_text(means.T, None)
         lines += [head, *body, ""]
-    n_other = len(runs) - len(main)
-    tables = sorted({t for v in runs["ablation"] for t in ablation_names(v)})
-    if n_other or tables:
-        lines.append(f"+ {n_other} ablation-only runs; ablation tables: {', '.join(tables) or '-'}")
+    n_other = len(runs) - len(grid.main_runs(runs))
+    if n_other or grid.ablations:
+        tables = ", ".join(grid.ablations) or "-"
+        lines.append(f"+ {n_other} runs outside the main grid; ablation tables: {tables}")
     if not lines:
-        lines.append("no runs collected")
+        lines.append("no runs of the main grid collected")
     return "\n".join(lines).rstrip()
 
 
@@ -358,7 +207,7 @@ def _grid_text(grid: pd.DataFrame, seeds: pd.Series | None) -> list[str]:
     for idx, row in grid.iterrows():
         cells = "  ".join(_fmt(v).rjust(w) for v, w in zip(row.tolist(), widths, strict=True))
         line = f"{str(idx).ljust(label_w)}  {cells}"
-        if seeds is not None:
-            line += f"  {int(seeds[idx]):5d}" if idx in seeds.index else ""
+        if seeds is not None and idx in seeds.index:
+            line += f"  {int(seeds[idx]):5d}"
         out.append(line)
     return out

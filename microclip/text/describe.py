@@ -1,241 +1,106 @@
-"""Generate class descriptions with a chat model through the openai SDK (spec/datasets.md).
+"""Generate class descriptions with a chat model (spec/datasets.md): the `describe` rule's job.
 
-Two prompt styles, both data in ``descriptions/questions/prompt_styles.yaml``:
+This module only orchestrates; each step lives in its own module:
 
-- ``cupl``: CuPL's recipe moved to a chat model; each dataset question is asked
-  ``samples_per_question`` times (the ``n`` of one request), every answer is one sentence.
-- ``numbered``: the newer recipe; a system prompt asks for N short, visually identifiable
-  sentences, the user prompt is the dataset question plus "Include '<class>' in each
-  sentence.". The answer is read from a JSON schema (``response_format`` json_schema)
-  where ``structured`` is on, else parsed from a numbered list.
+- ``prompts``: the settings (``GenerationConfig``), the prompt styles, the plan (one
+  canonical request per class x question) and the answer parsers;
+- ``llm_cache``: the content-addressed record/replay cache every request goes through;
+- ``llm_client``: the openai call, its retries and the translation of its faults;
+- ``description_files``: writing ``descriptions/{set}/{dataset}.json`` and its manifest.
 
-Every request goes through ``LLMCache`` (llm_cache.py). ``mode="replay"`` (the default)
-never opens a connection: a request that is not cached is an error naming its classes.
-``mode="record"`` asks only the cached-miss requests, storing each answer as soon as it
-arrives, so an interrupted run resumes where it stopped. Rate limits (429), server errors
-(5xx) and timeouts are retried by the SDK with exponential backoff (``max_retries``); a
-malformed answer is asked again up to ``malformed_retries`` times, then reported and never
-written. The API key is read by the SDK from ``OPENAI_API_KEY`` and never stored; the
-SDK honours ``OPENAI_BASE_URL`` (vLLM, Ollama and other OpenAI-compatible servers).
+``mode="replay"`` (the default) never opens a connection: a request that is not cached is an
+error naming its classes. ``mode="record"`` asks only the cache misses, storing each answer
+as soon as it arrives, so an interrupted or failed run resumes where it stopped. Rate limits
+(429), server errors (5xx) and timeouts are retried by the SDK with exponential backoff
+(``max_retries``); when those run out the job stops with one line naming the class, the
+question, the cause and how many requests are answered and cached. A malformed answer or
+body (truncated JSON, no ``choices``) is asked again up to ``malformed_retries`` times, then
+reported and never written. The API key is read by the SDK from ``OPENAI_API_KEY`` and never
+stored; the SDK honours ``OPENAI_BASE_URL`` (vLLM, Ollama and other compatible servers).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
+from microclip.errors import TextError, quoted_names
+from microclip.io import sha256_file
+from microclip.text.description_files import write_description_set
+from microclip.text.descriptions import validate_descriptions
+from microclip.text.llm_cache import LLMCache
+from microclip.text.llm_client import ChatClient, LLMCallError, MalformedBodyError
+from microclip.text.prompts import (
+    SENTENCES_SCHEMA,
+    AnswerFormatError,
+    GenerationConfig,
+    PlannedRequest,
+    PromptStyle,
+    load_prompt_style,
+    load_questions,
+    parse_numbered_list,
+    plan_requests,
+    sentences_from_response,
+)
 
-from microclip import __version__
-from microclip.text.descriptions import overlong_or_none, validate_descriptions
-from microclip.text.llm_cache import LLMCache, atomic_write_text, request_key
+__all__ = [
+    "SENTENCES_SCHEMA",
+    "AnswerFormatError",
+    "GenerationConfig",
+    "MalformedAnswerError",
+    "MissingAPIKeyError",
+    "PlannedRequest",
+    "PromptStyle",
+    "ReplayMissError",
+    "RequestFailedError",
+    "describe_dataset",
+    "load_prompt_style",
+    "load_questions",
+    "parse_numbered_list",
+    "plan_requests",
+    "sentences_from_response",
+]
 
 logger = logging.getLogger(__name__)
 
 Mode = Literal["replay", "record"]
-AnswerKind = Literal["single", "list"]
-
-# The JSON schema of a "list" answer (OpenAI structured outputs, strict mode).
-SENTENCES_SCHEMA = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": "class_descriptions",
-        "strict": True,
-        "schema": {
-            "type": "object",
-            "properties": {"sentences": {"type": "array", "items": {"type": "string"}}},
-            "required": ["sentences"],
-            "additionalProperties": False,
-        },
-    },
-}
-
-_NUMBERED_LINE = re.compile(r"^\s*\(?(\d{1,3})\s*[.):]\s+(\S.*)$")
-_LEADING_NUMBER = re.compile(r"^\s*\(?\d{1,3}\s*[.):]\s+")
 
 
-class ReplayMissError(ValueError):
+class ReplayMissError(TextError):
     """Replay mode met a request that is not in the cache."""
 
 
-class MissingAPIKeyError(ValueError):
+class MissingAPIKeyError(TextError):
     """Record mode has requests to send but no OPENAI_API_KEY."""
 
 
-class MalformedAnswerError(RuntimeError):
+class MalformedAnswerError(TextError):
     """The model kept answering in a form the suite cannot read."""
 
 
-@dataclass(frozen=True)
-class GenerationConfig:
-    """How one description set is generated (config.yaml: descriptions.generate.<set>)."""
-
-    style: str = "numbered"  # a key of prompt_styles.yaml: "cupl" or "numbered"
-    model: str = "gpt-4o"  # any chat model the server knows
-    temperature: float = 0.1  # CuPL used 0.99; the newer sets 0.1
-    samples_per_question: int = 1  # `n` of each request (CuPL: 10)
-    sentences: int = 10  # sentences asked per answer ("list" styles only)
-    seed: int | None = 0  # best-effort determinism where the server supports it
-    structured: bool = True  # JSON-schema answers; False: parse a numbered list
-    max_tokens: int | None = None  # answer length cap (CuPL: 50)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, object], *, where: str) -> GenerationConfig:
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - allowed)
-        if unknown:
-            raise ValueError(
-                f"{where}: unknown generation setting(s) {unknown}; allowed: {sorted(allowed)}"
-            )
-        config = cls(**values)  # type: ignore[arg-type]
-        if config.samples_per_question < 1 or config.sentences < 1:
-            raise ValueError(f"{where}: samples_per_question and sentences must be >= 1")
-        return config
+class RequestFailedError(TextError):
+    """A request got no answer after the SDK's retries; the answered ones stay cached."""
 
 
 @dataclass(frozen=True)
-class PromptStyle:
-    name: str
-    answer: AnswerKind  # "single": one description per sample; "list": N sentences
-    system: str | None  # may use {sentences}
-    user: str  # uses {question}; may use {classname}
+class _Job:
+    """What every message of one describe run names: dataset, set, cache and plan size."""
 
+    dataset: str
+    set_name: str
+    cache: LLMCache
+    total: int
 
-@dataclass(frozen=True)
-class PlannedRequest:
-    classname: str
-    question: int  # index into the dataset's question list
-    request: dict  # the canonical request (what is hashed, stored and sent)
+    def progress(self, answered: int) -> str:
+        return f"{answered} of {self.total} requests are answered and cached in {self.cache.root}"
 
     @property
-    def key(self) -> str:
-        return request_key(self.request)
-
-
-def load_prompt_style(path: Path, name: str) -> PromptStyle:
-    """Read style ``name`` from a prompt-style YAML file (``{name: {answer, system, user}}``)."""
-    styles = _read_yaml(path)
-    if not isinstance(styles, dict) or name not in styles:
-        known = sorted(styles) if isinstance(styles, dict) else []
-        raise KeyError(f"{path}: no prompt style '{name}'; defined: {', '.join(known)}")
-    entry = styles[name]
-    answer = entry.get("answer")
-    if answer not in ("single", "list") or "{question}" not in entry.get("user", ""):
-        raise ValueError(
-            f"{path}: style '{name}' needs answer: single|list and a user prompt containing "
-            f"{{question}}; got answer={answer!r}, user={entry.get('user')!r}"
-        )
-    return PromptStyle(name, answer, entry.get("system"), entry["user"])
-
-
-def load_questions(path: Path) -> list[str]:
-    """Read a dataset's question list (``questions: [...]``, ``{classname}`` placeholders)."""
-    data = _read_yaml(path)
-    questions = data.get("questions") if isinstance(data, dict) else None
-    if (
-        not isinstance(questions, list)
-        or not questions
-        or not all(isinstance(q, str) and "{classname}" in q for q in questions)
-    ):
-        raise ValueError(
-            f"{path}: expected 'questions:' as a non-empty list of strings, each containing "
-            "'{classname}'"
-        )
-    return questions
-
-
-def plan_requests(
-    classes: Sequence[str],
-    questions: Sequence[str],
-    style: PromptStyle,
-    config: GenerationConfig,
-) -> list[PlannedRequest]:
-    """One request per (class, question), in class order then question order."""
-    plans = []
-    for classname in classes:
-        for index, question in enumerate(questions):
-            text = question.replace("{classname}", classname)
-            user = style.user.replace("{question}", text).replace("{classname}", classname)
-            messages = []
-            if style.system:
-                messages.append(
-                    {
-                        "role": "system",
-                        "content": style.system.replace("{sentences}", str(config.sentences)),
-                    }
-                )
-            messages.append({"role": "user", "content": user})
-            schema = SENTENCES_SCHEMA if (style.answer == "list" and config.structured) else None
-            request = {
-                "model": config.model,
-                "messages": messages,
-                "schema": schema,
-                "temperature": config.temperature,
-                "seed": config.seed,
-                "n": config.samples_per_question,
-                "max_tokens": config.max_tokens,
-            }
-            plans.append(PlannedRequest(classname, index, request))
-    return plans
-
-
-def parse_numbered_list(text: str) -> list[str]:
-    """Sentences of a numbered list ("1. ...", "2) ..."); lines without a number are
-    continuations of the item above. Empty when the text holds no numbered item."""
-    items: list[str] = []
-    for line in text.splitlines():
-        match = _NUMBERED_LINE.match(line)
-        if match:
-            items.append(match.group(2).strip())
-        elif items and line.strip():
-            items[-1] += " " + line.strip()
-    return [_clean(s) for s in items if _clean(s)]
-
-
-def sentences_from_response(response: Mapping, style: PromptStyle, structured: bool) -> list[str]:
-    """The sentences of a raw chat-completion response; ValueError when it is malformed."""
-    choices = response.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise ValueError("the response has no choices")
-    sentences: list[str] = []
-    for choice in sorted(choices, key=lambda c: c.get("index", 0)):
-        message = choice.get("message") or {}
-        if message.get("refusal"):
-            raise ValueError(f"the model refused: {message['refusal']!r}")
-        content = message.get("content")
-        if not isinstance(content, str) or not content.strip():
-            raise ValueError("an answer is empty")
-        if style.answer == "single":
-            sentences.append(_clean(content))
-        elif structured:
-            try:
-                items = json.loads(content)["sentences"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"not the JSON object of the schema: {content[:120]!r}") from None
-            if (
-                not isinstance(items, list)
-                or not items
-                or not all(isinstance(s, str) and s.strip() for s in items)
-            ):
-                raise ValueError(
-                    f"'sentences' is not a non-empty list of strings: {content[:120]!r}"
-                )
-            # Models sometimes number the items of the JSON list too.
-            sentences.extend(_clean(_LEADING_NUMBER.sub("", s)) for s in items)
-        else:
-            items = parse_numbered_list(content)
-            if not items:
-                raise ValueError(f"no numbered sentences in the answer: {content[:120]!r}")
-            sentences.extend(items)
-    return sentences
+    def settings_key(self) -> str:
+        return f"descriptions.generate.{self.set_name or '<set>'}"
 
 
 def describe_dataset(
@@ -261,163 +126,210 @@ def describe_dataset(
     optionally, OPENAI_BASE_URL from the environment). Nothing is written unless every
     class has at least one well-formed sentence.
     """
-    if mode not in ("replay", "record"):
-        raise ValueError(f"mode = {mode!r} is not one of: replay, record")
+    _check_run_settings(mode, max_retries, malformed_retries, timeout_s)
     if not isinstance(generation, GenerationConfig):
-        generation = GenerationConfig.from_mapping(generation, where=f"generation of '{set_name}'")
+        where = f"descriptions.generate.{set_name}" if set_name else "generation"
+        generation = GenerationConfig.from_mapping(generation, where=where)
     questions = load_questions(questions_path)
     style = load_prompt_style(styles_path, generation.style)
     if style.answer == "single" and generation.sentences != 1:
         logger.info("style '%s' answers one sentence per sample; 'sentences' unused", style.name)
     plans = plan_requests(classes, questions, style, generation)
-    cache = LLMCache(cache_dir)
-    misses = [p for p in plans if p.key not in cache]
+    job = _Job(dataset, set_name, LLMCache(cache_dir), len(plans))
+    misses = [p for p in plans if p.key not in job.cache]
     logger.info(
         "%s: %d classes x %d questions = %d requests; %d cached, %d to ask (mode %s)",
         dataset, len(classes), len(questions), len(plans), len(plans) - len(misses), len(misses), mode,
     )  # fmt: skip
 
     if misses and mode == "replay":
-        missing = list(dict.fromkeys(p.classname for p in misses))
-        raise ReplayMissError(
-            f"{dataset}: replay mode, but {len(misses)} of {len(plans)} requests are not in the "
-            f"cache {cache_dir} (model {generation.model!r}); classes missing answers: "
-            f"{_names(missing)}. Record them with mode=record (needs OPENAI_API_KEY), or check "
-            "that the generation settings match the recorded ones."
-        )
+        raise _replay_miss(job, misses, generation)
     if misses:
-        _record(misses, cache, style, generation, max_retries, malformed_retries, timeout_s)
+        client = _open_client(job, misses, max_retries, timeout_s)
+        _record(job, misses, client, style, generation.structured, 1 + malformed_retries)
 
-    # Assemble from the cache: one code path for recorded and replayed answers.
-    result: dict[str, list[str]] = {name: [] for name in classes}
-    unreadable = []
-    for plan in plans:
-        entry = cache.get(plan.key)
-        assert entry is not None, f"request {plan.key} vanished from {cache_dir}"
-        try:
-            result[plan.classname].extend(
-                sentences_from_response(entry.response, style, generation.structured)
-            )
-        except ValueError as err:
-            unreadable.append(f"{cache.path_for(plan.key)} ({err})")
-    if unreadable:
-        raise MalformedAnswerError(
-            f"{dataset}: {len(unreadable)} cached answer(s) cannot be read: "
-            f"{'; '.join(unreadable[:5])}. Delete these entries and record them again."
-        )
-    result = validate_descriptions(result, classes, where=f"generated descriptions of {dataset}")
-
-    text = json.dumps(result, indent=1, ensure_ascii=False) + "\n"
-    atomic_write_text(Path(out_path), text)
-    if manifest_path is not None:
-        counts = [len(s) for s in result.values()]
-        manifest = {
-            "set": set_name,
-            "dataset": dataset,
-            "source": "generated",
-            "generation": asdict(generation),
-            "prompt_style": asdict(style),
-            "questions_file": str(questions_path),
-            "questions_sha256": _sha256_file(questions_path),
-            "questions": questions,
-            "num_classes": len(classes),
-            "requests": len(plans),
-            "recorded_now": len(misses),
-            "cache_dir": str(cache_dir),
-            "sentences_per_class": {"min": min(counts), "max": max(counts), "total": sum(counts)},
-            "overlong_sentences": overlong_or_none(result),  # > 77 CLIP tokens: truncated
-            "output_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "microclip_version": __version__,
-        }
-        atomic_write_text(Path(manifest_path), json.dumps(manifest, indent=1) + "\n")
+    result = _assemble(job, plans, classes, style, generation.structured)
+    provenance = {
+        "set": set_name,
+        "dataset": dataset,
+        "source": "generated",
+        "generation": asdict(generation),
+        "prompt_style": asdict(style),
+        "questions_file": str(questions_path),
+        "questions_sha256": sha256_file(questions_path),
+        "questions": questions,
+        "num_classes": len(classes),
+        "requests": len(plans),
+        "recorded_now": len(misses),
+        "cache_dir": str(cache_dir),
+    }
+    write_description_set(
+        result, out_path=Path(out_path), manifest_path=manifest_path, provenance=provenance
+    )
     logger.info("%s: wrote %s (%d sentences)", dataset, out_path, sum(map(len, result.values())))
     return result
 
 
-def _record(
-    misses: list[PlannedRequest],
-    cache: LLMCache,
-    style: PromptStyle,
-    config: GenerationConfig,
-    max_retries: int,
-    malformed_retries: int,
-    timeout_s: float,
+def _check_run_settings(
+    mode: str, max_retries: int, malformed_retries: int, timeout_s: float
 ) -> None:
-    """Ask every missing request, storing each well-formed answer at once."""
-    if not os.environ.get("OPENAI_API_KEY"):
-        raise MissingAPIKeyError(
-            f"record mode has {len(misses)} request(s) to send but OPENAI_API_KEY is not set. "
-            "Export OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server such as vLLM "
-            "or Ollama; a local server that ignores keys accepts any value), or use "
-            "mode=replay with a recorded cache."
-        )
-    from openai import OpenAI  # the SDK reads OPENAI_API_KEY and OPENAI_BASE_URL itself
+    """Reject impossible descriptions.llm settings before anything is planned or sent."""
+    if mode not in ("replay", "record"):
+        raise TextError(f"descriptions.llm.mode = {mode!r} is not one of: replay, record")
+    for key, value in (("max_retries", max_retries), ("malformed_retries", malformed_retries)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise TextError(f"descriptions.llm.{key} = {value!r}: expected an integer >= 0")
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
+        raise TextError(f"descriptions.llm.timeout_s = {timeout_s!r}: expected a number > 0")
 
-    client = OpenAI(max_retries=max_retries, timeout=timeout_s)
-    failed = []
+
+def _replay_miss(
+    job: _Job, misses: Sequence[PlannedRequest], generation: GenerationConfig
+) -> ReplayMissError:
+    """The replay-miss error: which classes lack answers and the two ways out."""
+    missing = list(dict.fromkeys(p.classname for p in misses))
+    return ReplayMissError(
+        f"{job.dataset}: replay mode, but {len(misses)} of {job.total} requests are not in the "
+        f"cache {job.cache.root} (model {generation.model!r}); classes missing answers: "
+        f"{quoted_names(missing)}. Record them by running rule describe with descriptions.llm.mode: "
+        f"record (needs OPENAI_API_KEY), or check that {job.settings_key} matches the "
+        "settings the cache was recorded with."
+    )
+
+
+def _open_client(
+    job: _Job, misses: Sequence[PlannedRequest], max_retries: int, timeout_s: float
+) -> ChatClient:
+    """A client for record mode; without OPENAI_API_KEY a one-line error instead of the SDK's."""
+    if not os.environ.get("OPENAI_API_KEY"):
+        classes = list(dict.fromkeys(p.classname for p in misses))
+        raise MissingAPIKeyError(
+            f"{job.dataset}: record mode has {len(misses)} request(s) to send for "
+            f"{len(classes)} class(es) ({quoted_names(classes, limit=5)}) but OPENAI_API_KEY is not "
+            "set. Export OPENAI_API_KEY (and "
+            "OPENAI_BASE_URL for a compatible server such as vLLM or Ollama; a local server "
+            "that ignores keys accepts any value) and rerun rule describe, or use "
+            "descriptions.llm.mode: replay with a recorded cache."
+        )
+    return ChatClient(max_retries=max_retries, timeout_s=timeout_s)
+
+
+def _record(
+    job: _Job,
+    misses: Sequence[PlannedRequest],
+    client: ChatClient,
+    style: PromptStyle,
+    structured: bool,
+    attempts: int,
+) -> None:
+    """Ask every missing request, storing each well-formed answer at once.
+
+    A request with no answer (retries exhausted) stops the run at once: the server is
+    unlikely to answer the next one. Malformed answers are collected and reported at the
+    end, since the other classes may well be answered.
+    """
+    answered = job.total - len(misses)
+    failed: list[tuple[PlannedRequest, str]] = []
     for done, plan in enumerate(misses, start=1):
-        for attempt in range(1 + malformed_retries):
-            response = _send(client, plan.request)
-            try:
-                sentences_from_response(response, style, config.structured)
-            except ValueError as err:
-                logger.warning(
-                    "%s, question %d: malformed answer (attempt %d of %d): %s",
-                    plan.classname, plan.question + 1, attempt + 1, 1 + malformed_retries, err,
-                )  # fmt: skip
-                continue
-            cache.put(plan.request, response)
-            break
+        try:
+            cause = _ask(client, plan, job.cache, style, structured, attempts)
+        except LLMCallError as err:
+            raise RequestFailedError(
+                f"{job.dataset}: no answer for class {plan.label()}: {err}. "
+                f"{job.progress(answered)}; to resume, rerun the same command (or rule "
+                "describe): answered requests are cached and not asked again."
+            ) from None
+        if cause is None:
+            answered += 1
         else:
-            failed.append(f"{plan.classname} (question {plan.question + 1})")
+            failed.append((plan, cause))
         logger.info(
             "asked %d/%d: %s, question %d", done, len(misses), plan.classname, plan.question + 1
         )
     if failed:
+        raise _malformed(job, failed, answered, attempts)
+
+
+def _ask(
+    client: ChatClient,
+    plan: PlannedRequest,
+    cache: LLMCache,
+    style: PromptStyle,
+    structured: bool,
+    attempts: int,
+) -> str | None:
+    """Ask until a well-formed answer is cached; None then, else the last answer's fault.
+
+    Only well-formed answers are stored, so a replay never meets an unusable entry.
+    LLMCallError (no answer at all) propagates to the caller.
+    """
+    cause = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            response = client.complete(plan.request)
+            sentences_from_response(response, style, structured)
+        except MalformedBodyError as err:
+            cause = str(err)
+        except AnswerFormatError as err:
+            cause = f"malformed answer: {err}"
+        else:
+            cache.put(plan.request, response)
+            return None
+        logger.warning(
+            "%s, question %d: attempt %d of %d: %s",
+            plan.classname, plan.question + 1, attempt, attempts, cause,
+        )  # fmt: skip
+    return cause
+
+
+def _malformed(
+    job: _Job, failed: Sequence[tuple[PlannedRequest, str]], answered: int, attempts: int
+) -> MalformedAnswerError:
+    """One line for every request that never got a usable answer, and the ways out."""
+    shown = "; ".join(f"{plan.label()} ({cause})" for plan, cause in failed[:5])
+    more = f"; ... ({len(failed) - 5} more)" if len(failed) > 5 else ""
+    causes = [cause for _, cause in failed]
+    hints = []
+    if any(c.startswith("malformed answer") for c in causes):
+        hints.append(f"set structured: false or another style for this model in {job.settings_key}")
+    if any(c.startswith("malformed body") for c in causes):
+        hints.append("check that OPENAI_BASE_URL points at an OpenAI-compatible server")
+    return MalformedAnswerError(
+        f"{job.dataset}: {len(failed)} request(s) got no well-formed answer after {attempts} "
+        f"attempt(s) each: {shown}{more}. {job.progress(answered)}; rerun the same command "
+        "(or rule describe) to ask the rest again (answered requests are not asked again)"
+        + "".join(f", or {hint}" for hint in hints)
+        + "."
+    )
+
+
+def _assemble(
+    job: _Job,
+    plans: Sequence[PlannedRequest],
+    classes: Sequence[str],
+    style: PromptStyle,
+    structured: bool,
+) -> dict[str, list[str]]:
+    """{class: sentences} from the cache: one code path for recorded and replayed answers."""
+    result: dict[str, list[str]] = {name: [] for name in classes}
+    unreadable = []
+    for plan in plans:
+        entry = job.cache.get(plan.key)
+        if entry is None:
+            raise TextError(
+                f"{job.cache.path_for(plan.key)}: cache entry of {plan.label()} vanished "
+                "during the run; rerun rule describe"
+            )
+        try:
+            result[plan.classname].extend(
+                sentences_from_response(entry.response, style, structured)
+            )
+        except AnswerFormatError as err:
+            unreadable.append(f"{job.cache.path_for(plan.key)} ({err})")
+    if unreadable:
         raise MalformedAnswerError(
-            f"{len(failed)} request(s) got no well-formed answer after {1 + malformed_retries} "
-            f"attempts each: {_names(failed)}. The answers that were well formed are cached; "
-            "rerun to ask the rest again, or switch structured/style for this model."
+            f"{job.dataset}: {len(unreadable)} cached answer(s) cannot be read: "
+            f"{'; '.join(unreadable[:5])}. Delete these entries and rerun rule describe "
+            "in record mode."
         )
-
-
-def _send(client, request: dict) -> dict:
-    """One chat-completion call for a canonical request; the raw response as a dict."""
-    kwargs: dict = {
-        "model": request["model"],
-        "messages": request["messages"],
-        "temperature": request["temperature"],
-        "n": request["n"],
-    }
-    if request["seed"] is not None:
-        kwargs["seed"] = request["seed"]
-    if request["max_tokens"] is not None:
-        kwargs["max_tokens"] = request["max_tokens"]
-    if request["schema"] is not None:
-        kwargs["response_format"] = request["schema"]
-    completion = client.chat.completions.create(**kwargs)
-    return completion.to_dict()
-
-
-def _clean(sentence: str) -> str:
-    text = " ".join(sentence.split())
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        text = text[1:-1].strip()
-    return text
-
-
-def _read_yaml(path: Path) -> object:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _names(names: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+    return validate_descriptions(result, classes, where=f"generated descriptions of {job.dataset}")

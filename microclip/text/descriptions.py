@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from microclip.errors import TextError, quoted_names
+
 CLIP_CONTEXT_LENGTH = 77  # tokens, including the start and end tokens
 
 
@@ -26,7 +28,7 @@ def validate_descriptions(
     a key is not a class name; the message lists every offending name.
     """
     if not isinstance(data, Mapping):
-        raise ValueError(
+        raise TextError(
             f"{where}: expected a JSON object {{class name: [sentences]}}, got {type(data).__name__}"
         )
     bad_values = [
@@ -35,9 +37,9 @@ def validate_descriptions(
         if not isinstance(value, list) or not all(isinstance(s, str) for s in value)
     ]
     if bad_values:
-        raise ValueError(
+        raise TextError(
             f"{where}: the value of each class must be a list of strings; not so for "
-            f"{_names(bad_values)}"
+            f"{quoted_names(bad_values)}"
         )
     known = set(classes)
     unknown = [key for key in data if key not in known]
@@ -45,13 +47,13 @@ def validate_descriptions(
     empty = [name for name in classes if name in data and not any(s.strip() for s in data[name])]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} class(es) have no entry: {_names(missing)}")
+        problems.append(f"{len(missing)} class(es) have no entry: {quoted_names(missing)}")
     if empty:
-        problems.append(f"{len(empty)} class(es) have no non-empty sentence: {_names(empty)}")
+        problems.append(f"{len(empty)} class(es) have no non-empty sentence: {quoted_names(empty)}")
     if unknown:
-        problems.append(f"{len(unknown)} key(s) are not class names: {_names(unknown)}")
+        problems.append(f"{len(unknown)} key(s) are not class names: {quoted_names(unknown)}")
     if problems:
-        raise ValueError(
+        raise TextError(
             f"{where}: the description file does not match the {len(classes)} class names; "
             + "; ".join(problems)
             + ". Regenerate or refetch it for this dataset's class list."
@@ -72,8 +74,13 @@ def load_descriptions(path: Path, classes: list[str]) -> dict[str, list[str]]:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise TextError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+            "save the description file as UTF-8"
+        ) from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise TextError(f"{path}: not valid JSON ({err})") from None
     return validate_descriptions(data, classes, where=str(path))
 
 
@@ -108,8 +115,3 @@ def overlong_or_none(
         return count_overlong((s for v in descriptions.values() for s in v), context_length)
     except ImportError:
         return None
-
-
-def _names(names: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")

@@ -4,44 +4,27 @@ Each request is reduced to its canonical form (model, messages, response schema,
 temperature, seed, n, max_tokens; never an API key, base URL or header) and keyed by the
 sha256 of that form's canonical JSON. One entry is one file, ``<root>/<key[:2]>/<key>.json``,
 holding the key, the request, the raw response and a UTC timestamp, written atomically, so
-a killed run leaves whole entries only and a rerun asks only what is not stored yet.
+a killed or failed run leaves whole entries only and a rerun asks only what is not stored
+yet. Only well-formed answers are stored (describe.py checks each before ``put``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from microclip.errors import TextError
+from microclip.io import atomic_write_text, canonical_json
+
 CACHE_FORMAT = 1
-
-
-def canonical_json(obj: object) -> str:
-    """Sorted keys, no whitespace, UTF-8 kept: one spelling per value."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def request_key(request: dict) -> str:
     """sha256 (hex) of the canonical request."""
     return hashlib.sha256(canonical_json(request).encode("utf-8")).hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -59,24 +42,29 @@ class LLMCache:
         self.root = Path(root)
 
     def path_for(self, key: str) -> Path:
+        """Where the entry of ``key`` lives (two-character fan-out keeps folders small)."""
         return self.root / key[:2] / f"{key}.json"
 
     def __contains__(self, key: str) -> bool:
         return self.path_for(key).is_file()
 
     def get(self, key: str) -> CacheEntry | None:
+        """The entry stored for ``key``; None when there is none. An entry that cannot be
+        read is a TextError naming the file, since replaying around it would be silent."""
         path = self.path_for(key)
         if not path.is_file():
             return None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{path}: corrupt cache entry ({err}); delete it and rerun in record mode"
+            entry = CacheEntry(data["key"], data["request"], data["response"], data["created"])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise TextError(
+                f"{path}: corrupt cache entry ({type(err).__name__}: {err}); delete it and "
+                "rerun rule describe in record mode"
             ) from None
-        if data.get("key") != key:
-            raise ValueError(f"{path}: cache entry holds key {data.get('key')!r}, not {key!r}")
-        return CacheEntry(data["key"], data["request"], data["response"], data["created"])
+        if entry.key != key:
+            raise TextError(f"{path}: cache entry holds key {entry.key!r}, not {key!r}")
+        return entry
 
     def put(self, request: dict, response: dict) -> CacheEntry:
         """Store ``response`` for ``request``; return the entry written."""

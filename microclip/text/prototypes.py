@@ -18,10 +18,9 @@ Contents (method.md §5, baselines.md §0 and §5):
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from microclip.errors import TextError
+from microclip.io import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from microclip.ops.fusion import ensemble_head, llm_head, template_class_embedding
 from microclip.text.descriptions import count_overlong
 
@@ -57,32 +58,58 @@ class TextPrototypes:
         return TextPrototypes(**moved)
 
     def save(self, path: Path) -> None:
+        """Write the cache file and its sha256 beside it (``<file>.sha256``), both atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        torch.save({"format": FORMAT_VERSION, **asdict(self)}, tmp)
-        os.replace(tmp, path)
+        data = io.BytesIO()
+        torch.save({"format": FORMAT_VERSION, **asdict(self)}, data)
+        atomic_write_bytes(path, data.getvalue())
+        atomic_write_text(_digest_path(path), sha256_bytes(data.getvalue()) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> TextPrototypes:
-        path = Path(path)
-        if path.suffix == ".json":  # the DAG's pointer file -> the content-addressed cache
-            path = Path(json.loads(path.read_text())["file"])
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: text prototype file not found (rule prototypes)")
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        """Load a cache file, or the one a pointer (.json, rule build_prototypes) names."""
+        path = resolve_pointer(Path(path))
+        protos = cls.load_verified(path)
+        if protos is None:
+            raise TextError(
+                f"{path}: text prototype cache missing or corrupt (its sha256 does not match "
+                f"{_digest_path(path).name}); rerun rule build_prototypes (snakemake --forcerun "
+                "build_prototypes), which rebuilds it"
+            )
+        return protos
+
+    @classmethod
+    def load_verified(cls, path: Path) -> TextPrototypes | None:
+        """The cache file if it exists and matches its stored sha256, else None (a miss)."""
+        path, digest = Path(path), _digest_path(Path(path))
+        if not path.is_file() or not digest.is_file():
+            return None
+        payload = path.read_bytes()
+        if sha256_bytes(payload) != digest.read_text(encoding="utf-8").strip():
+            log.warning("%s does not match its sha256; treating it as a cache miss", path)
+            return None
+        data = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
         if data.pop("format", None) != FORMAT_VERSION:
-            raise ValueError(f"{path}: prototype file format is not {FORMAT_VERSION}; rebuild it")
+            log.warning("%s has an old prototype format; treating it as a cache miss", path)
+            return None
         return cls(**data)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def resolve_pointer(path: Path) -> Path:
+    """A pointer file names its cache file relative to itself (old pointers: absolute)."""
+    if path.suffix != ".json":
+        return path
+    try:
+        target = Path(json.loads(path.read_text(encoding="utf-8"))["file"])
+    except FileNotFoundError:
+        raise TextError(f"{path}: prototype pointer not found; run rule build_prototypes") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise TextError(f"{path}: not a prototype pointer; rerun rule build_prototypes") from None
+    return target if target.is_absolute() else path.parent / target
 
 
 def prototype_key(

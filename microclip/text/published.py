@@ -34,8 +34,9 @@ from typing import Literal
 import yaml
 
 from microclip import __version__
+from microclip.errors import TextError, quoted_names
+from microclip.io import atomic_write_text
 from microclip.text.descriptions import overlong_or_none, validate_descriptions
-from microclip.text.llm_cache import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def load_sources(path: Path) -> dict:
         raise FileNotFoundError(f"{path}: description sources file not found")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not {"repositories", "sets"} <= set(data):
-        raise ValueError(f"{path}: expected top-level keys 'repositories' and 'sets'")
+        raise TextError(f"{path}: expected top-level keys 'repositories' and 'sets'")
     return data
 
 
@@ -93,27 +94,27 @@ def resolve_entry(
     spec = _set(sources, set_name, where=where)
     datasets = spec["datasets"]
     if dataset not in datasets:
-        raise KeyError(
+        raise TextError(
             f"{where}: description set '{set_name}' has no file for dataset '{dataset}'; it "
             f"covers: {', '.join(sorted(datasets))}. Generate this dataset's descriptions "
-            "with the `describe` rule instead."
+            "with rule describe instead."
         )
     entry = datasets[dataset]
     if isinstance(entry, str):  # "same file as in set <entry>"
         if entry == set_name:
-            raise ValueError(f"{where}: sets.{set_name}.datasets.{dataset} refers to itself")
+            raise TextError(f"{where}: sets.{set_name}.datasets.{dataset} refers to itself")
         return resolve_entry(sources, entry, dataset, where=where)
     repo_name = spec.get("repository")
     repos = sources["repositories"]
     if repo_name not in repos:
-        raise KeyError(
+        raise TextError(
             f"{where}: sets.{set_name}.repository = {repo_name!r} is not a repository; "
             f"defined: {', '.join(sorted(repos))}"
         )
     repo = repos[repo_name]
     key_format = entry.get("key_format", "as_is")
     if key_format not in ("as_is", "year_first"):
-        raise ValueError(
+        raise TextError(
             f"{where}: sets.{set_name}.datasets.{dataset}.key_format = {key_format!r}; "
             "allowed: as_is, year_first"
         )
@@ -166,7 +167,7 @@ def map_keys(
     for name in classes:
         other = by_norm.setdefault(normalize_key(name), name)
         if other != name:
-            raise ValueError(f"class names {other!r} and {name!r} are equal after normalisation")
+            raise TextError(f"class names {other!r} and {name!r} are equal after normalisation")
     class_set = set(classes)
 
     problems = []
@@ -191,19 +192,19 @@ def map_keys(
     no_key = [name for name in classes if name not in matched]
     several = [f"{name!r} <- {keys}" for name, keys in matched.items() if len(keys) > 1]
     if unmatched:
-        problems.append(f"{len(unmatched)} key(s) match no class: {_names(unmatched)}")
+        problems.append(f"{len(unmatched)} key(s) match no class: {quoted_names(unmatched, 30)}")
     if no_key:
-        problems.append(f"{len(no_key)} class(es) have no key: {_names(no_key)}")
+        problems.append(f"{len(no_key)} class(es) have no key: {quoted_names(no_key, 30)}")
     if several:
         problems.append(f"classes matched by several keys: {'; '.join(several)}")
     if stale_drop:
-        problems.append(f"'drop' lists keys not in the file: {_names(stale_drop)}")
+        problems.append(f"'drop' lists keys not in the file: {quoted_names(stale_drop, 30)}")
     if stale_alias:
-        problems.append(f"'aliases' lists keys not in the file: {_names(stale_alias)}")
+        problems.append(f"'aliases' lists keys not in the file: {quoted_names(stale_alias, 30)}")
     if bad_alias:
         problems.append(f"'aliases' points to names that are not classes: {', '.join(bad_alias)}")
     if problems:
-        raise ValueError(
+        raise TextError(
             f"{where}: its keys do not map onto the {len(classes)} class names; "
             + "; ".join(problems)
             + ". Add the missing spellings to 'aliases' (or 'drop') in descriptions/sources.yaml."
@@ -223,27 +224,36 @@ def fetch_published(
     sources_path: Path = Path("descriptions/sources.yaml"),
     base_urls: Mapping[str, str] | None = None,
     timeout_s: float = 60.0,
+    allow_unpinned: Sequence[str] = (),
 ) -> dict[str, list[str]]:
     """Download, verify and map one published file; write ``out_path`` (+ manifest).
 
     ``base_urls`` replaces a repository's base URL (``{repository: url}``) to fetch from a
-    mirror; the commit and folder stay. A sha256 other than the pinned one is a ValueError;
-    an entry without a pinned sha256 is fetched with a warning.
+    mirror; the commit and folder stay. A sha256 other than the pinned one is refused; an
+    entry without a pinned sha256 is refused too unless ``allow_unpinned`` (config
+    ``descriptions.allow_unpinned``) names the set or the set it reuses; it is then used
+    with a warning.
     """
     sources = load_sources(sources_path)
     entry = resolve_entry(sources, set_name, dataset, where=str(sources_path))
+    if entry.sha256 is None and not {set_name, entry.set_name} & set(allow_unpinned):
+        raise TextError(
+            f"{sources_path}: sets.{entry.set_name}.datasets.{dataset} pins no sha256, so the "
+            f"file cannot be verified and is refused. Pin it (add its sha256 to the entry), or "
+            f"accept it unverified with config `descriptions: {{allow_unpinned: [{set_name}]}}`"
+        )
     base = (base_urls or {}).get(entry.repository.name)
     url = entry.url(base)
     payload = _download(url, timeout_s)
     digest = hashlib.sha256(payload).hexdigest()
     if entry.sha256 is None:
         logger.warning(
-            "%s: %s is not pinned by sha256 in %s; using it unverified (sha256 %s). "
-            "Pin it by adding this sha256 to the entry.",
+            "%s: %s is not pinned by sha256 in %s; using it unverified (sha256 %s) as "
+            "descriptions.allow_unpinned asks. Pin it by adding this sha256 to the entry.",
             dataset, entry.file, sources_path, digest,
         )  # fmt: skip
     elif digest != entry.sha256.lower():
-        raise ValueError(
+        raise TextError(
             f"{url}: sha256 {digest} differs from the pinned {entry.sha256} "
             f"({sources_path}: sets.{entry.set_name}.datasets.{dataset}); the file is not the "
             f"one published at commit {entry.repository.commit}. Refusing to use it."
@@ -251,9 +261,9 @@ def fetch_published(
     try:
         raw = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{url}: not a JSON description file ({err})") from None
+        raise TextError(f"{url}: not a JSON description file ({err})") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{url}: expected a JSON object {{class: [sentences]}}")
+        raise TextError(f"{url}: expected a JSON object {{class: [sentences]}}")
     descriptions, renames = map_keys(
         raw,
         classes,
@@ -318,13 +328,8 @@ def _download(url: str, timeout_s: float) -> bytes:
 def _set(sources: Mapping, set_name: str, *, where: str) -> Mapping:
     sets = sources["sets"]
     if set_name not in sets:
-        raise KeyError(
+        raise TextError(
             f"{where}: '{set_name}' is not a published description set; defined: "
             f"{', '.join(sorted(sets))}"
         )
     return sets[set_name]
-
-
-def _names(names: Sequence[str], limit: int = 30) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")

@@ -1,28 +1,12 @@
-"""Atomic checkpoints and the RNG states that make a resumed run bit-identical."""
+"""The RNG states that make a resumed run bit-identical (saved in every epoch checkpoint)."""
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def rng_states() -> dict[str, Any]:

@@ -11,8 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,18 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from microclip.data.base import atomic_write_text
-from microclip.methods.base import AdaptationMethod, TrainData, TrainSettings
+from microclip.io import atomic_torch_save
+from microclip.methods.base import AdaptationMethod, TrainData
 from microclip.ops.schedule import cosine_lr
+from microclip.results import write_epochs
 from microclip.train.checkpoint import (
-    atomic_torch_save,
     epoch_seed,
     rng_states,
     seed_everything,
     set_rng_states,
 )
+from microclip.train.precision import autocast
+from microclip.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,7 @@ class FitResult:
     final_state: dict[str, Any]
     best_state: dict[str, Any] | None
     best_epoch: int | None
-    wall_s: float
-    resumed_from: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    wall_s: float  # adaptation time of every session of this run, resumed ones included
 
 
 def build_optimizer(method: AdaptationMethod, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -61,12 +60,6 @@ def learning_rate(settings: TrainSettings, step: int, total_steps: int) -> float
     if settings.schedule == "constant":
         return settings.lr
     return cosine_lr(step, total_steps, settings.lr, settings.min_lr)
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -108,23 +101,8 @@ def fit(
     steps_per_epoch = len(probe)
     total_steps = steps_per_epoch * settings.epochs
 
-    saved = None
-    if checkpoint_path.is_file():
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if saved.get("fingerprint") != fingerprint:
-            # A checkpoint of another configuration is never resumed; it is kept aside.
-            stale = checkpoint_path.with_name(
-                f"{checkpoint_path.stem}.stale-{saved.get('fingerprint')}{checkpoint_path.suffix}"
-            )
-            checkpoint_path.replace(stale)
-            log.warning(
-                "%s belongs to configuration %s, not %s: moved to %s; starting over",
-                checkpoint_path,
-                saved.get("fingerprint"),
-                fingerprint,
-                stale,
-            )
-            saved = None
+    saved = load_resumable(checkpoint_path, fingerprint)
+    earlier_sessions_s = 0.0
     if saved is not None:
         method.load_checkpoint_state(saved["method"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -132,6 +110,7 @@ def fit(
         best_state, best_epoch = saved.get("best_state"), saved.get("best_epoch")
         best_score = saved.get("best_score", float("-inf"))
         first_epoch = saved["epoch"] + 1
+        earlier_sessions_s = float(saved.get("wall_s", 0.0))
         set_rng_states(saved["rng"])
         log.info("resumed from %s at epoch %d", checkpoint_path, first_epoch)
     else:
@@ -152,7 +131,7 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             batch = _to_device(batch, device)
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 out = method.training_step(batch, step=step, epoch=epoch)
             optimizer.zero_grad(set_to_none=True)
             if out.loss.requires_grad:
@@ -195,20 +174,45 @@ def fit(
                 "best_score": best_score,
                 "rng": rng_states(),
                 "settings": asdict(settings),
+                "wall_s": earlier_sessions_s + time.perf_counter() - start,
             },
             checkpoint_path,
         )
         # The log is rewritten from the checkpointed history, so a resume never duplicates.
-        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
+        write_epochs(log_path, history)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
     # Also when a resume finds the run already complete (the DAG may have removed the log).
-    atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
+    write_epochs(log_path, history)
     return FitResult(
         history=history,
         final_state=method.checkpoint_state(),
         best_state=best_state,
         best_epoch=best_epoch,
-        wall_s=time.perf_counter() - start,
-        resumed_from=first_epoch,
+        wall_s=earlier_sessions_s + time.perf_counter() - start,
     )
+
+
+def load_resumable(checkpoint_path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None to start clean.
+
+    A checkpoint that cannot be read (truncated by a full disk or a kill during a copy) or
+    that belongs to another configuration is never resumed: it is moved aside beside the
+    original, with a warning that names both files, so nothing is lost and no rerun fails.
+    """
+    if not checkpoint_path.is_file():
+        return None
+    try:
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        reason = None if isinstance(saved, dict) and "epoch" in saved else "not a checkpoint"
+    except Exception as err:  # torch raises RuntimeError, EOFError, pickle errors...
+        saved, reason = None, f"unreadable ({type(err).__name__}: {str(err)[:120]})"
+    if reason is None and saved.get("fingerprint") != fingerprint:
+        reason = f"of configuration {saved.get('fingerprint')}, not {fingerprint}"
+    if reason is None:
+        return saved
+    tag = "stale-" + str(saved.get("fingerprint")) if saved and "fingerprint" in saved else "broken"
+    aside = checkpoint_path.with_name(f"{checkpoint_path.stem}.{tag}{checkpoint_path.suffix}")
+    checkpoint_path.replace(aside)
+    log.warning("%s is %s: moved to %s; starting this run over", checkpoint_path, reason, aside)
+    return None

@@ -1,7 +1,8 @@
 # Adaptation of one (method, dataset, backbone, seed) on the unlabelled train split.
 # Checkpoints every epoch (checkpoint.pt beside the outputs, not a declared output, so a
 # killed job resumes where it stopped); GPU jobs declare gpu=1 so `--resources gpu=1`
-# never runs two trainings on one GPU.
+# never runs two trainings on one GPU. The run specification (params.spec) is the only
+# way settings reach the job.
 
 
 rule adapt_method:
@@ -10,22 +11,24 @@ rule adapt_method:
         prototypes=get_prototypes,
         weights=get_weights_input,
     output:
-        adapted=f"{RESULTS}/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}/adapted.pt",
-        epochs=f"{RESULTS}/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}/epochs.jsonl",
+        adapted=f"{RUN_DIR}/adapted.pt",
+        epochs=f"{RUN_DIR}/epochs.jsonl",
     log:
         f"logs/{RUN}/adapt_method/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}.log",
     params:
         microclip=MICROCLIP,
-        args=run_args,
-        manifest=lambda wildcards: manifest_dir(wildcards.dataset),
-        checkpoint=lambda wildcards: f"{run_dir(wildcards.method, wildcards.dataset, wildcards.backbone, wildcards.seed)}/checkpoint.pt",
+        spec=get_spec,
+        placement=placement,
+        manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
+        checkpoint=lambda wildcards: f"{grid.run_dir(config, _run(wildcards))}/checkpoint.pt",
     threads: RUNTIME["threads"]
     resources:
         gpu=GPU_PER_JOB,
-        mem_mb=RUNTIME.get("mem_mb", 32000),
+        mem_mb=RUNTIME["mem_mb"],
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.microclip} adapt {params.args} --threads {threads} --manifest {params.manifest} "
-        "--prototypes {input.prototypes} --out {output.adapted} --epoch-log {output.epochs} "
-        "--checkpoint {params.checkpoint} > {log} 2>&1"
+        "{params.microclip} adapt --spec {params.spec:q} {params.placement} "
+        "--manifest {params.manifest:q} --prototypes {input.prototypes:q} "
+        "--out {output.adapted:q} --epoch-log {output.epochs:q} "
+        "--checkpoint {params.checkpoint:q} > {log} 2>&1"

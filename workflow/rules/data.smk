@@ -1,7 +1,8 @@
 # Datasets: check the files under data_root and write the protocol manifest
 # (train.csv = unlabelled adaptation split, test.csv = scored split, classes.json,
-# templates.json). A missing, incomplete or corrupt dataset stops here with a message
-# naming what is missing and how to get it. Nothing downloads unless prepare.download.
+# templates.json) and dataset.json (title, label, K, split sizes: what the report shows).
+# A missing, incomplete or corrupt dataset stops here with a message naming what is
+# missing and how to get it. Nothing downloads unless prepare.download.
 
 
 rule prepare_dataset:
@@ -10,18 +11,19 @@ rule prepare_dataset:
         test=f"{RESULTS}/data/{{dataset}}/test.csv",
         classes=f"{RESULTS}/data/{{dataset}}/classes.json",
         templates=f"{RESULTS}/data/{{dataset}}/templates.json",
+        info=f"{RESULTS}/data/{{dataset}}/dataset.json",
     log:
         f"logs/{RUN}/prepare_dataset/{{dataset}}.log",
     params:
         microclip=MICROCLIP,
         root=get_dataset_root,
-        out=lambda wildcards: manifest_dir(wildcards.dataset),
-        custom=lambda wildcards: f"--custom '{get_custom_entry(wildcards)}'" if get_custom_entry(wildcards) else "",
+        out=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
+        custom=get_custom_entry,
         flags=" ".join(
             [
-                "" if lookup(dpath="prepare/verify", within=config, default=True) else "--no-verify",
-                "" if lookup(dpath="prepare/check_counts", within=config, default=True) else "--no-check-counts",
-                "--download" if lookup(dpath="prepare/download", within=config, default=False) else "",
+                "" if config["prepare"]["verify"] else "--no-verify",
+                "" if config["prepare"]["check_counts"] else "--no-check-counts",
+                "--download" if config["prepare"]["download"] else "",
             ]
         ),
     threads: 2
@@ -30,5 +32,5 @@ rule prepare_dataset:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.microclip} prepare --dataset {wildcards.dataset} --root {params.root} "
-        "--out {params.out} {params.custom} {params.flags} > {log} 2>&1"
+        "{params.microclip} prepare --dataset {wildcards.dataset} --root {params.root:q} "
+        "--out {params.out:q} --custom {params.custom:q} {params.flags} > {log} 2>&1"

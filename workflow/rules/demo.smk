@@ -5,8 +5,8 @@
 
 rule pretrain_demo_clip:
     input:
-        descriptions=lookup(dpath="demo/descriptions", within=config, default=[]),
-        synonyms=lookup(dpath="demo/synonyms", within=config, default=[]),
+        descriptions=config["demo"]["descriptions"],
+        synonyms=config["demo"]["synonyms"],
     output:
         weights=f"{RESULTS}/backbones/{{backbone}}.pt",
         stats=f"{RESULTS}/backbones/{{backbone}}.stats.json",
@@ -14,17 +14,17 @@ rule pretrain_demo_clip:
         f"logs/{RUN}/pretrain_demo_clip/{{backbone}}.log",
     params:
         microclip=MICROCLIP,
-        dataset=lookup(dpath="demo/dataset", within=config, default="fashion_shift"),
-        root=lambda wildcards: f"{config['data_root']}/{lookup(dpath='demo/dataset', within=config, default='fashion_shift')}",
-        options=json.dumps(lookup(dpath="demo/pretrain", within=config, default={})),
-        seed=lookup(dpath="demo/seed", within=config, default=0),
-    threads: lookup(dpath="demo/threads", within=config, default=2)
+        dataset=config["demo"]["dataset"],
+        root=f"{config['data_root']}/{config['demo']['dataset']}",
+        settings=json.dumps(config["demo"]["pretrain"], sort_keys=True),
+        seed=config["demo"]["seed"],
+    threads: config["demo"]["threads"]
     resources:
         mem_mb=4000,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.microclip} pretrain-demo --dataset {params.dataset} --root {params.root} "
-        "--descriptions {input.descriptions} --synonyms {input.synonyms} "
-        "--out {output.weights} --stats {output.stats} --seed {params.seed} "
-        "--threads {threads} --options '{params.options}' > {log} 2>&1"
+        "{params.microclip} pretrain-demo --dataset {params.dataset} --root {params.root:q} "
+        "--descriptions {input.descriptions:q} --synonyms {input.synonyms:q} "
+        "--out {output.weights:q} --stats {output.stats:q} --seed {params.seed} "
+        "--threads {threads} --settings {params.settings:q} > {log} 2>&1"

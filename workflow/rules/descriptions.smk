@@ -9,19 +9,12 @@
 # and those of descriptions.generate (which wins on a name in both, by ruleorder). Any other
 # set, such as the committed hand-written descriptions/demo/, is a plain source file.
 
-import re
-
 import yaml
 
-DESCRIPTION_SOURCES = lookup(
-    dpath="descriptions/sources", within=config, default="descriptions/sources.yaml"
-)
-with open(DESCRIPTION_SOURCES, encoding="utf-8") as _handle:
+DESCRIPTIONS = config["descriptions"]
+with open(DESCRIPTIONS["sources"], encoding="utf-8") as _handle:
     PUBLISHED_SETS = list(yaml.safe_load(_handle)["sets"])
-GENERATED_SETS = list(lookup(dpath="descriptions/generate", within=config, default={}))
-# wildcard regexes matching exactly these names ("(?!)" matches nothing)
-PUBLISHED_SET_RE = "|".join(map(re.escape, PUBLISHED_SETS)) or "(?!)"
-GENERATED_SET_RE = "|".join(map(re.escape, GENERATED_SETS)) or "(?!)"
+GENERATED_SETS = list(DESCRIPTIONS["generate"])
 
 
 ruleorder: describe > fetch_descriptions
@@ -29,7 +22,7 @@ ruleorder: describe > fetch_descriptions
 
 rule fetch_descriptions:
     input:
-        sources=DESCRIPTION_SOURCES,
+        sources=DESCRIPTIONS["sources"],
         classes="microclip/data/classnames/{dataset}.json",
     output:
         descriptions="descriptions/{set}/{dataset}.json",
@@ -38,12 +31,11 @@ rule fetch_descriptions:
         "logs/fetch_descriptions/{set}/{dataset}.log",
     params:
         microclip=MICROCLIP,
-        base_urls=lambda wildcards: json.dumps(
-            lookup(dpath="descriptions/base_urls", within=config, default={})
-        ),
-        timeout_s=lookup(dpath="descriptions/fetch_timeout_s", within=config, default=60),
+        base_urls=json.dumps(DESCRIPTIONS["base_urls"], sort_keys=True),
+        timeout_s=DESCRIPTIONS["fetch_timeout_s"],
+        allow_unpinned=DESCRIPTIONS["allow_unpinned"],  # set names (a list: not file paths)
     wildcard_constraints:
-        set=PUBLISHED_SET_RE,
+        set=_alternatives(PUBLISHED_SETS),
     threads: 1
     resources:
         network=1,
@@ -51,9 +43,9 @@ rule fetch_descriptions:
         "../../envs/llm.yaml"
     shell:
         "{params.microclip} fetch-descriptions --set {wildcards.set} --dataset {wildcards.dataset} "
-        "--classes {input.classes} --sources {input.sources} --base-urls '{params.base_urls}' "
-        "--timeout-s {params.timeout_s} --out {output.descriptions} --manifest {output.manifest} "
-        "> {log} 2>&1"
+        "--classes {input.classes:q} --sources {input.sources:q} --base-urls {params.base_urls:q} "
+        "--timeout-s {params.timeout_s} --allow-unpinned {params.allow_unpinned} "
+        "--out {output.descriptions:q} --manifest {output.manifest:q} > {log} 2>&1"
 
 
 rule describe:
@@ -68,20 +60,10 @@ rule describe:
         "logs/describe/{set}/{dataset}.log",
     params:
         microclip=MICROCLIP,
-        generation=lambda wildcards: json.dumps(
-            lookup(dpath=f"descriptions/generate/{wildcards.set}", within=config)
-        ),
-        mode=lookup(dpath="descriptions/llm/mode", within=config, default="replay"),
-        cache_dir=lookup(
-            dpath="descriptions/llm/cache", within=config, default="descriptions/llm_cache"
-        ),
-        max_retries=lookup(dpath="descriptions/llm/max_retries", within=config, default=5),
-        malformed_retries=lookup(
-            dpath="descriptions/llm/malformed_retries", within=config, default=2
-        ),
-        timeout_s=lookup(dpath="descriptions/llm/timeout_s", within=config, default=60),
+        generation=lambda wildcards: json.dumps(DESCRIPTIONS["generate"][wildcards.set], sort_keys=True),
+        llm=DESCRIPTIONS["llm"],
     wildcard_constraints:
-        set=GENERATED_SET_RE,
+        set=_alternatives(GENERATED_SETS),
     threads: 1
     resources:
         llm_api=1,
@@ -89,8 +71,8 @@ rule describe:
         "../../envs/llm.yaml"
     shell:
         "{params.microclip} describe --set {wildcards.set} --dataset {wildcards.dataset} "
-        "--classes {input.classes} --questions {input.questions} --styles {input.styles} "
-        "--generation '{params.generation}' --cache-dir {params.cache_dir} --mode {params.mode} "
-        "--max-retries {params.max_retries} --malformed-retries {params.malformed_retries} "
-        "--timeout-s {params.timeout_s} --out {output.descriptions} "
-        "--manifest {output.manifest} > {log} 2>&1"
+        "--classes {input.classes:q} --questions {input.questions:q} --styles {input.styles:q} "
+        "--generation {params.generation:q} --cache-dir {params.llm[cache]:q} "
+        "--mode {params.llm[mode]} --max-retries {params.llm[max_retries]} "
+        "--malformed-retries {params.llm[malformed_retries]} --timeout-s {params.llm[timeout_s]} "
+        "--out {output.descriptions:q} --manifest {output.manifest:q} > {log} 2>&1"

@@ -1,4 +1,5 @@
-# Evaluation: the adapted state scored on the test split -> one flat metrics.json per run.
+# Evaluation: the adapted state scored on the test split -> one flat metrics.json per run
+# (a RunRecord, microclip/results.py). The epoch log beside it completes the record.
 
 
 rule evaluate_method:
@@ -6,55 +7,55 @@ rule evaluate_method:
         unpack(get_manifest),
         prototypes=get_prototypes,
         weights=get_weights_input,
-        adapted=f"{RESULTS}/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}/adapted.pt",
+        adapted=f"{RUN_DIR}/adapted.pt",
+        epochs=f"{RUN_DIR}/epochs.jsonl",
     output:
-        metrics=f"{RESULTS}/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}/metrics.json",
+        metrics=f"{RUN_DIR}/metrics.json",
     log:
         f"logs/{RUN}/evaluate_method/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}.log",
     params:
         microclip=MICROCLIP,
-        args=run_args,
-        manifest=lambda wildcards: manifest_dir(wildcards.dataset),
-        labels=lambda wildcards: get_labels(wildcards),
+        spec=get_spec,
+        placement=placement,
+        manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
     threads: RUNTIME["threads"]
     resources:
         gpu=GPU_PER_JOB,
-        mem_mb=RUNTIME.get("mem_mb", 32000),
+        mem_mb=RUNTIME["mem_mb"],
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.microclip} evaluate {params.args} --threads {threads} --manifest {params.manifest} "
-        "--prototypes {input.prototypes} --adapted {input.adapted} --out {output.metrics} "
-        "--labels '{params.labels}' > {log} 2>&1"
+        "{params.microclip} evaluate --spec {params.spec:q} {params.placement} "
+        "--manifest {params.manifest:q} --prototypes {input.prototypes:q} "
+        "--adapted {input.adapted:q} --out {output.metrics:q} > {log} 2>&1"
 
 
-# Saliency arrays (NCut mask, SOAP attention, [CLS] attention) of an adapted microCLIP on
-# the first test images, for the figures (config `saliency`; seed = the first seed).
+# Saliency maps of an adapted method (config `saliency`: its method, first seed) on the
+# first test images, for the figures; the method says which maps it draws.
 rule explain_saliency:
     input:
         unpack(get_manifest),
-        prototypes=lambda wildcards: get_prototypes(saliency_wildcards(wildcards)),
+        prototypes=lambda wildcards: get_prototypes(get_saliency_run(wildcards)),
         weights=get_weights_input,
-        adapted=lambda wildcards: "{}/adapted.pt".format(
-            run_dir(*vars(saliency_wildcards(wildcards)).values())
-        ),
+        adapted=lambda wildcards: f"{grid.run_dir(config, get_saliency_run(wildcards))}/adapted.pt",
     output:
         npz=f"{RESULTS}/saliency/{{backbone}}/{{dataset}}.npz",
     log:
         f"logs/{RUN}/explain_saliency/{{backbone}}/{{dataset}}.log",
     params:
         microclip=MICROCLIP,
-        args=lambda wildcards: run_args(saliency_wildcards(wildcards)),
-        manifest=lambda wildcards: manifest_dir(wildcards.dataset),
-        max_images=lookup(dpath="saliency/max_images", within=config, default=8),
+        spec=lambda wildcards: get_spec(get_saliency_run(wildcards)),
+        placement=placement,
+        manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
+        max_images=config["saliency"]["max_images"],
     threads: RUNTIME["threads"]
     resources:
         gpu=GPU_PER_JOB,
-        mem_mb=RUNTIME.get("mem_mb", 32000),
+        mem_mb=RUNTIME["mem_mb"],
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.microclip} explain {params.args} --threads {threads} "
-        "--manifest {params.manifest} --prototypes {input.prototypes} "
-        "--adapted {input.adapted} --out {output.npz} --max-images {params.max_images} "
+        "{params.microclip} explain --spec {params.spec:q} {params.placement} "
+        "--manifest {params.manifest:q} --prototypes {input.prototypes:q} "
+        "--adapted {input.adapted:q} --out {output.npz:q} --max-images {params.max_images} "
         "> {log} 2>&1"

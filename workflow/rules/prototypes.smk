@@ -1,14 +1,15 @@
 # Text prototypes per dataset x backbone x description set: the text tower runs once; the
 # pointer file names a content-addressed cache entry (hash of model, weights, description
-# file, templates, class names), reused while those inputs are unchanged.
+# file, templates, class names; its sha256 stored beside it and verified on every load),
+# reused while those inputs are unchanged.
 
 
 rule build_prototypes:
     input:
         unpack(lambda wildcards: {
-            "descriptions": description_file(wildcards.dataset, wildcards.descset),
-            "classes": f"{manifest_dir(wildcards.dataset)}/classes.json",
-            "templates": f"{manifest_dir(wildcards.dataset)}/templates.json",
+            "descriptions": grid.description_file(config, wildcards.dataset, wildcards.descset),
+            "classes": f"{grid.manifest_dir(config, wildcards.dataset)}/classes.json",
+            "templates": f"{grid.manifest_dir(config, wildcards.dataset)}/templates.json",
             "weights": get_weights_input(wildcards),
         }),
     output:
@@ -18,7 +19,7 @@ rule build_prototypes:
     params:
         microclip=MICROCLIP,
         model=lambda wildcards: config["backbones"][wildcards.backbone]["model"],
-        pretrained=lambda wildcards: get_pretrained(wildcards.backbone),
+        pretrained=lambda wildcards: grid.pretrained_of(config, wildcards.backbone) or "none",
         cache_dir="results/cache/prototypes",
         device=RUNTIME["device"],
     threads: 2
@@ -29,6 +30,6 @@ rule build_prototypes:
         "../../envs/torch.yaml"
     shell:
         "{params.microclip} prototypes --dataset {wildcards.dataset} --model {params.model} "
-        "--pretrained {params.pretrained} --descriptions {input.descriptions} "
-        "--classes {input.classes} --templates {input.templates} --out {output.pointer} "
+        "--pretrained {params.pretrained:q} --descriptions {input.descriptions:q} "
+        "--classes {input.classes:q} --templates {input.templates:q} --out {output.pointer:q} "
         "--cache-dir {params.cache_dir} --device {params.device} > {log} 2>&1"

@@ -1,14 +1,37 @@
-# Report stage: metrics.json files -> runs.csv/epochs.csv -> tables and figures, every one
-# marked for `snakemake --report report.html` (captions in workflow/report/*.rst; categories are
+# Report stage: grid.json (which runs form which table) + the runs' metrics.json and
+# epochs.jsonl -> runs.csv/epochs.csv -> tables and figures, every one marked for
+# `snakemake --report report.html` (captions in workflow/report/*.rst; categories are
 # datasets, subcategories backbones). Reads result files only; CPU jobs.
 
 
 import os
 
 
+rule write_grid:
+    input:
+        datasets=expand(f"{RESULTS}/data/{{dataset}}/dataset.json", dataset=grid.grid_datasets(config)),
+    output:
+        grid=f"{RESULTS}/grid.json",
+    log:
+        f"logs/{RUN}/write_grid.log",
+    params:
+        microclip=MICROCLIP,
+        grid=json.dumps(grid.report_grid(config), sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "{params.microclip} grid --grid {params.grid:q} --datasets {input.datasets:q} "
+        "--out {output.grid:q} > {log} 2>&1"
+
+
 rule collect_results:
     input:
-        metrics=metrics_files(),
+        metrics=[f"{grid.run_dir(config, r)}/metrics.json" for r in GRID],
+        epochs=[f"{grid.run_dir(config, r)}/epochs.jsonl" for r in GRID],
+        grid=f"{RESULTS}/grid.json",
         published="reference/published.csv",
     output:
         runs=f"{RESULTS}/runs.csv",
@@ -17,7 +40,7 @@ rule collect_results:
         f"logs/{RUN}/collect_results.log",
     params:
         microclip=MICROCLIP,
-        quiet="" if lookup(dpath="report/summary", within=config, default=True) else "--quiet",
+        quiet="" if config["report"]["summary"] else "--quiet",
     threads: 1
     resources:
         mem_mb=2000,
@@ -25,13 +48,15 @@ rule collect_results:
         "../../envs/report.yaml"
     shell:
         # the one-screen summary (stdout) goes to the terminal; messages go to the log
-        "{params.microclip} collect {input.metrics} --published {input.published} "
-        "--runs {output.runs} --epochs {output.epochs} {params.quiet} 2> {log}"
+        "{params.microclip} collect {input.metrics:q} --grid {input.grid:q} "
+        "--published {input.published:q} --runs {output.runs:q} --epochs {output.epochs:q} "
+        "{params.quiet} 2> {log}"
 
 
 rule make_tables:
     input:
         runs=f"{RESULTS}/runs.csv",
+        grid=f"{RESULTS}/grid.json",
         published="reference/published.csv",
     output:
         main=report(
@@ -70,22 +95,21 @@ rule make_tables:
     params:
         microclip=MICROCLIP,
         out=lambda wildcards, output: os.path.dirname(output.main),
-        grid=get_report_grid_args(),
-        ablations=get_ablation_specs_json(),
     threads: 1
     resources:
         mem_mb=2000,
     conda:
         "../../envs/report.yaml"
     shell:
-        "{params.microclip} tables --runs {input.runs} --published {input.published} --out {params.out} "
-        "{params.grid} --ablations '{params.ablations}' > {log} 2>&1"
+        "{params.microclip} tables --runs {input.runs:q} --grid {input.grid:q} "
+        "--published {input.published:q} --out {params.out:q} > {log} 2>&1"
 
 
 rule make_plots:
     input:
         runs=f"{RESULTS}/runs.csv",
         epochs=f"{RESULTS}/epochs.csv",
+        grid=f"{RESULTS}/grid.json",
     output:
         accuracy=report(
             directory(f"{RESULTS}/plots/accuracy"),
@@ -124,7 +148,7 @@ rule make_plots:
             patterns=["{backbone}.png"],
             caption="../report/gamma.rst",
             category="Ablations",
-            subcategory="dka",
+            subcategory=config["report"]["gamma_ablation"],
             labels={"figure": "gamma sweep", "backbone": "{backbone}"},
         ),
     log:
@@ -132,18 +156,14 @@ rule make_plots:
     params:
         microclip=MICROCLIP,
         out=lambda wildcards, output: os.path.dirname(output.accuracy),
-        grid=get_report_grid_args(),
-        gamma_ablation=lookup(dpath="report/gamma_ablation", within=config, default="dka"),
-        gamma_spec=get_gamma_spec_json(),
     threads: 1
     resources:
         mem_mb=4000,
     conda:
         "../../envs/report.yaml"
     shell:
-        "{params.microclip} plots --runs {input.runs} --epochs {input.epochs} --out {params.out} "
-        "{params.grid} --gamma-ablation {params.gamma_ablation} "
-        "--gamma-spec '{params.gamma_spec}' > {log} 2>&1"
+        "{params.microclip} plots --runs {input.runs:q} --epochs {input.epochs:q} "
+        "--grid {input.grid:q} --out {params.out:q} > {log} 2>&1"
 
 
 rule plot_saliency:
@@ -162,13 +182,13 @@ rule plot_saliency:
         f"logs/{RUN}/plot_saliency/{{backbone}}/{{dataset}}.log",
     params:
         microclip=MICROCLIP,
-        max_images=lookup(dpath="saliency/max_images", within=config, default=8),
+        max_images=config["saliency"]["max_images"],
+        title=lambda wildcards: f"{wildcards.dataset} / {wildcards.backbone}",
     threads: 1
     resources:
         mem_mb=2000,
     conda:
         "../../envs/report.yaml"
     shell:
-        "{params.microclip} saliency {input.npz} --png {output.png} --pdf {output.pdf} "
-        "--title '{wildcards.dataset} / {wildcards.backbone}' "
-        "--max-images {params.max_images} > {log} 2>&1"
+        "{params.microclip} saliency {input.npz:q} --png {output.png:q} --pdf {output.pdf:q} "
+        "--title {params.title:q} --max-images {params.max_images} > {log} 2>&1"
