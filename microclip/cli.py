@@ -72,6 +72,14 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from microclip.config import load_config
+    from microclip.plan import plan_table
+
+    print(plan_table(load_config(args.configs), images_per_s=args.images_per_s))
+    return 0
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     from microclip.results import DatasetInfo, write_grid
 
@@ -196,7 +204,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     adapt(
         spec, manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
         out_state=Path(args.out), log_path=Path(args.epoch_log),
-        checkpoint_path=Path(args.checkpoint), placement=placement,
+        checkpoint_path=Path(args.checkpoint),
+        out_metrics=Path(args.metrics) if args.metrics else None, placement=placement,
         stop_after_epoch=args.stop_after_epoch,
     )
     return 0
@@ -259,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", required=True, help="backbone key of the config")
     p.add_argument("--seed", type=int, default=0)
 
+    p = add("plan", cmd_plan, "training images and estimated GPU hours of a grid, per dataset")
+    p.add_argument("configs", nargs="+", metavar="FILE")
+    p.add_argument("--images-per-s", type=float, default=None,
+                   help="training throughput (default: the benchmark's measurement)")
+
     p = add("datasets", cmd_datasets, "list the dataset registry and what is present")
     p.add_argument("--data-root", default="data")
 
@@ -305,14 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", required=True)
     p.add_argument("--device", default="auto")
 
-    p = add("adapt", cmd_adapt, "adapt one run; resumes from its checkpoint")
+    p = add("adapt", cmd_adapt,
+            "adapt one run (resuming from its checkpoint) and, with --metrics, score it")
     _run_arguments(p)
     p.add_argument("--out", required=True, help="adapted state (.pt)")
     p.add_argument("--epoch-log", required=True, help="JSON-lines epoch log")
     p.add_argument("--checkpoint", required=True, help="per-epoch checkpoint for resume")
+    p.add_argument("--metrics", default=None,
+                   help="score the test split in this process and write metrics.json here")
     p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
 
-    p = add("evaluate", cmd_evaluate, "score an adapted state and write metrics.json")
+    p = add("evaluate", cmd_evaluate, "score a saved adapted state again (metrics.json)")
     _run_arguments(p)
     p.add_argument("--adapted", required=True)
     p.add_argument("--out", required=True)

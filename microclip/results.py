@@ -48,8 +48,9 @@ class RunRecord:
     n_train: int
     n_test: int
     num_classes: int
-    wall_s: float  # adaptation (all sessions of a resumed run) + scoring
+    wall_s: float  # the whole run: loading, adaptation (every session of a resumed run), scoring
     adapt_wall_s: float  # adaptation only, summed over resumed sessions
+    score_s: float  # scoring the test split (decoding included)
     trainable_params: int
     config_hash: str
     version: str

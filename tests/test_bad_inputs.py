@@ -474,7 +474,7 @@ JOB_FAULTS = [
     JobFault("CUDA requested, none present", cuda_without_cuda, "adapt_method",
              "runtime.device = 'cuda' but CUDA is not available"),
     JobFault("adapted state of another configuration", adapted_with_another_configuration,
-             "evaluate_method", "adapted with another configuration"),
+             "microclip evaluate (re-scoring)", "adapted with another configuration"),
     JobFault("output folder blocked by a file", output_folder_is_a_file, "adapt_method",
              "blocked/adapted.pt: cannot write"),
     JobFault("manifest missing", manifest_missing, "adapt_method",

@@ -23,7 +23,7 @@ def record(**changes) -> RunRecord:
         run="r", method="microclip_gamma1", base_method="microclip", dataset="dtd",
         backbone="B32", model="ViT-B-32-quickgelu", pretrained="openai", description_set="cupl",
         seed=0, split="test", top1=55.5, mean_per_class_recall=54.0, report="last",
-        n_train=10, n_test=5, num_classes=3, wall_s=2.0, adapt_wall_s=1.5,
+        n_train=10, n_test=5, num_classes=3, wall_s=2.0, adapt_wall_s=1.5, score_s=0.3,
         trainable_params=7, config_hash="abc", version="0.1.0", git_commit=None, device="cpu",
         precision="fp32", reported_epoch=15,
         method_config={"gamma": 1.0}, train_settings={"betas": (0.9, 0.999)},

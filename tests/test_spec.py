@@ -120,3 +120,4 @@ def test_every_declaration_points_at_its_implementation_and_says_whether_it_expl
         assert issubclass(cls, AdaptationMethod) and cls.name == name
         draws = cls.explain is not AdaptationMethod.explain
         assert declaration.explains == draws, name
+        assert declaration.trains == cls.trains, name

@@ -65,6 +65,9 @@ class DatasetSpec(ABC):
     # on the files (folder layouts) and cannot be known in advance.
     expected_train: ClassVar[int | None] = None
     expected_test: ClassVar[int | None] = None
+    # For planning only, where the exact size depends on the files: about how many
+    # images the adaptation split has (``microclip plan`` marks it with "~").
+    approx_train: ClassVar[int | None] = None
 
     def classes(self) -> list[str]:
         names = package_json("classnames", self.key)

@@ -31,6 +31,7 @@ class MethodDeclaration:
     train: TrainSettings = TrainSettings()  # the release's training settings
     settings: str | None = None  # microclip/methods/settings/<settings>.json rows, if any
     explains: bool = False  # the implementation draws saliency maps (``explain``)
+    trains: bool = True  # False: nothing adapts (zero-shot), no training cost
 
     def release_layers(self, dataset: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(train, options) of the per-dataset settings file for ``dataset`` ({} without one)."""
@@ -88,6 +89,7 @@ def declare_method(
     train: TrainSettings | None = None,
     settings: str | None = None,
     explains: bool = False,
+    trains: bool = True,
 ) -> MethodDeclaration:
     declaration = MethodDeclaration(
         name=name,
@@ -97,6 +99,7 @@ def declare_method(
         train=train or TrainSettings(),
         settings=settings,
         explains=explains,
+        trains=trains,
     )
     METHODS.add(name, declaration)
     return declaration

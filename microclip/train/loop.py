@@ -42,6 +42,7 @@ class FitResult:
     best_state: dict[str, Any] | None
     best_epoch: int | None
     wall_s: float  # adaptation time of every session of this run, resumed ones included
+    resumed_s: float = 0.0  # the part of wall_s spent by earlier (killed) sessions
 
 
 def build_optimizer(method: AdaptationMethod, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -190,6 +191,7 @@ def fit(
         best_state=best_state,
         best_epoch=best_epoch,
         wall_s=earlier_sessions_s + time.perf_counter() - start,
+        resumed_s=earlier_sessions_s,
     )
 
 

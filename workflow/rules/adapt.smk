@@ -1,8 +1,9 @@
-# Adaptation of one (method, dataset, backbone, seed) on the unlabelled train split.
-# Checkpoints every epoch (checkpoint.pt beside the outputs, not a declared output, so a
-# killed job resumes where it stopped); GPU jobs declare gpu=1 so `--resources gpu=1`
-# never runs two trainings on one GPU. The run specification (params.spec) is the only
-# way settings reach the job.
+# One run = one job = one process: adaptation of one (method, dataset, backbone, seed) on
+# the unlabelled train split, then its score on the test split, written by the process that
+# trained (metrics.json, a RunRecord). Checkpoints every epoch (checkpoint.pt beside the
+# outputs, not a declared output, so a killed job resumes where it stopped); GPU jobs
+# declare gpu=1 so `--resources gpu=1` never runs two trainings on one GPU. The run
+# specification (params.spec) is the only way settings reach the job.
 
 
 rule adapt_method:
@@ -13,6 +14,7 @@ rule adapt_method:
     output:
         adapted=f"{RUN_DIR}/adapted.pt",
         epochs=f"{RUN_DIR}/epochs.jsonl",
+        metrics=f"{RUN_DIR}/metrics.json",
     log:
         f"logs/{RUN}/adapt_method/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}.log",
     params:
@@ -30,5 +32,5 @@ rule adapt_method:
     shell:
         "{params.microclip} adapt --spec {params.spec:q} {params.placement} "
         "--manifest {params.manifest:q} --prototypes {input.prototypes:q} "
-        "--out {output.adapted:q} --epoch-log {output.epochs:q} "
+        "--out {output.adapted:q} --epoch-log {output.epochs:q} --metrics {output.metrics:q} "
         "--checkpoint {params.checkpoint:q} > {log} 2>&1"

@@ -6,11 +6,13 @@ import json
 import re
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 try:
     from microclip import grid
     from microclip.config import Sources, check_config
     from microclip.errors import ConfigError
+    from microclip.plan import announce_once
     from microclip.spec import RunSpec
 except ImportError as err:
     raise WorkflowError(
@@ -48,6 +50,7 @@ RUNTIME = config["runtime"]
 GPU_PER_JOB = 1 if RUNTIME["gpu"] else 0
 GRID = grid.grid_runs(config)
 RUN_DIR = f"{RESULTS}/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}"
+announce_once(config, logger.info)  # what the grid costs, before anything runs
 
 
 def _alternatives(names):

@@ -1,33 +1,5 @@
-# Evaluation: the adapted state scored on the test split -> one flat metrics.json per run
-# (a RunRecord, microclip/results.py). The epoch log beside it completes the record.
-
-
-rule evaluate_method:
-    input:
-        unpack(get_manifest),
-        prototypes=get_prototypes,
-        weights=get_weights_input,
-        adapted=f"{RUN_DIR}/adapted.pt",
-        epochs=f"{RUN_DIR}/epochs.jsonl",
-    output:
-        metrics=f"{RUN_DIR}/metrics.json",
-    log:
-        f"logs/{RUN}/evaluate_method/{{method}}/{{dataset}}/{{backbone}}/seed{{seed}}.log",
-    params:
-        microclip=MICROCLIP,
-        spec=get_spec,
-        placement=placement,
-        manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
-    threads: RUNTIME["threads"]
-    resources:
-        gpu=GPU_PER_JOB,
-        mem_mb=RUNTIME["mem_mb"],
-    conda:
-        "../../envs/torch.yaml"
-    shell:
-        "{params.microclip} evaluate --spec {params.spec:q} {params.placement} "
-        "--manifest {params.manifest:q} --prototypes {input.prototypes:q} "
-        "--adapted {input.adapted:q} --out {output.metrics:q} > {log} 2>&1"
+# Figures from adapted states. (Scores are written by rule adapt_method, in the process that
+# trained; `microclip evaluate --spec ... --adapted ...` scores a saved state again.)
 
 
 # Saliency maps of an adapted method (config `saliency`: its method, first seed) on the

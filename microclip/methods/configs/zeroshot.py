@@ -20,6 +20,7 @@ declare_method(
     config=ZeroShotConfig,
     summary="nothing (template ensemble)",
     implementation="microclip.methods.zeroshot:ZeroShotTemplates",
+    trains=False,
 )
 
 declare_method(
@@ -27,4 +28,5 @@ declare_method(
     config=ZeroShotConfig,
     summary="nothing (CuPL descriptions)",
     implementation="microclip.methods.zeroshot:ZeroShotDescriptions",
+    trains=False,
 )
