@@ -1,11 +1,24 @@
-"""Train throughput of the full microCLIP step (or any registered method) on synthetic data.
+"""Train throughput of the full microCLIP step (or any registered method).
 
-Random weights, synthetic images, no data or download needed: the same script measures
-the demo backbone on a CPU and ViT-B/32 on a GPU. One step = weak view + 8 crops (no grad)
-for the pseudo-labels, strong view forward/backward, AdamW update.
+Random weights, no data or download needed: the same script measures the demo backbone on a
+CPU and ViT-B/32 on a GPU. One step = weak view + 8 crops (no grad) for the pseudo-labels,
+strong view forward/backward, AdamW update.
 
-    python benchmarks/throughput.py --model microclip-demo-vit --batch 64
-    python benchmarks/throughput.py --model ViT-B-32-quickgelu --batch 64 --precision bf16
+Step only, on synthetic tensors:
+
+    python -m benchmarks.throughput --model microclip-demo-vit --batch 64
+    python -m benchmarks.throughput --model ViT-B-32-quickgelu --batch 64 --precision bf16
+
+End to end (``--end-to-end``): JPEG files on disk (500 x 375, written once under
+``--images``) -> DataLoader -> the views (``--views cpu``: PIL + timm in the loader;
+``device``: uint8 images + view parameters from the loader, rendered batched on the device)
+-> the step -> AdamW, with images/s per stage. ``--no-step`` times the input pipeline alone
+(the per-core figure of the PIL and device view paths on a CPU: ``--threads 1``):
+
+    python -m benchmarks.throughput --end-to-end --model ViT-B-32-quickgelu --views cpu \\
+        --no-step --threads 1
+    python -m benchmarks.throughput --end-to-end --model ViT-B-32-quickgelu --views device \\
+        --no-step --threads 1 [--image-cache]
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -98,6 +112,132 @@ def measure(
     }
 
 
+def write_jpegs(folder: Path, count: int, size: tuple[int, int] = (500, 375)) -> list[str]:
+    """``count`` seeded JPEGs of natural-image-like content (smooth colour fields, edges)."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i:05d}.jpg"
+        if not path.is_file():
+            coarse = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+            image = Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC)
+            image = image.filter(ImageFilter.DETAIL)
+            noise = rng.integers(-12, 13, (size[1], size[0], 3))
+            pixels = np.clip(np.asarray(image).astype(int) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def measure_end_to_end(
+    *, model: str, method: str, batch: int, batches: int, views: str, step: bool, images: Path,
+    precision: str, device: str, threads: int, workers: int, cache: bool,
+) -> dict:
+    """Images/s of each stage: the loader (decode + views on the PIL path; decode + view
+    parameters + packing on the device path), rendering on the device, and the step."""
+    from torch.utils.data import DataLoader
+
+    from microclip.data.base import Sample
+    from microclip.data.cache import ImageCache, build_image_cache
+    from microclip.data.device_views import collate_device_batch, render_views
+    from microclip.data.images import (
+        DeviceManifestImages,
+        ManifestImages,
+        load_image,
+        load_image_uint8,
+    )
+    from microclip.data.views import Views, ViewSpec
+
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    clip, tokenizer = create_clip(model, None, device=dev)
+    size = clip.visual.image_size[0]
+    spec = ViewSpec(image_size=size)
+    names = ("weak", "strong", "crops")
+    paths = write_jpegs(images, batch * (batches + 1))
+    samples = [Sample(p, 0) for p in paths]
+    image_cache = None
+    if cache:  # decoded once, short side kept at 2 x the input (the crops' 0.5 of it)
+        from microclip.data.base import Manifest, write_manifest
+
+        write_manifest(Manifest(["x"], samples, samples[:1]), images / "manifest")
+        build_image_cache(images / "manifest", images / f"cache{2 * size}", short_side=2 * size)
+        image_cache = ImageCache.open(images / f"cache{2 * size}")
+    if views == "device":
+        decode = image_cache.tensor if image_cache else load_image_uint8
+        dataset = DeviceManifestImages(samples, spec, names, loader=decode)
+        collate = collate_device_batch
+    else:
+        dataset = ManifestImages(samples, Views(spec, names), loader=image_cache or load_image)
+        collate = None
+    loader = DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=collate,
+                        pin_memory=dev.type == "cuda")
+    m = optimizer = None
+    if step:
+        m = build_with_stand_in_text(method, clip, tokenizer, num_classes=102,
+                                     device=dev).train()
+        optimizer = build_optimizer(m, TrainSettings())
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    seconds = {"loader": 0.0, "render": 0.0, "step": 0.0}
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    it = iter(loader)
+    for index in range(batches + 1):  # the first batch warms up and is not counted
+        t0 = time.perf_counter()
+        data = next(it)
+        t1 = time.perf_counter()
+        if views == "device":
+            data = render_views(data, names, spec, dev)
+        else:
+            data = {k: v.to(dev, non_blocking=True) for k, v in data.items()}
+        sync()
+        t2 = time.perf_counter()
+        if step:
+            with autocast(dev, precision):
+                out = m.training_step(data, step=index, epoch=0)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            sync()
+        t3 = time.perf_counter()
+        if index:
+            seconds["loader"] += t1 - t0
+            seconds["render"] += t2 - t1
+            seconds["step"] += t3 - t2
+    counted = batch * batches
+    total = sum(seconds.values())
+    rate = {k: counted / v if v else None for k, v in seconds.items()}
+    return {
+        "mode": "end_to_end",
+        "model": model,
+        "image_size": size,
+        "views": views,
+        "image_cache": cache,
+        "step": step,
+        "method": method if step else None,
+        "batch": batch,
+        "batches": batches,
+        "precision": precision,
+        "device": str(dev),
+        "threads": threads,
+        "workers": workers,
+        "images_per_s": {**rate, "input_pipeline": counted / (seconds["loader"] + seconds["render"]),
+                         "end_to_end": counted / total},
+        "ms_per_image": {k: 1e3 * v / counted for k, v in seconds.items()},
+        "peak_memory_gib": torch.cuda.max_memory_allocated(dev) / 2**30
+        if dev.type == "cuda" else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -112,7 +252,27 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--options", type=json.loads, default={})
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="JPEG files -> loader -> views -> step (see above)")
+    parser.add_argument("--views", choices=["cpu", "device"], default="device")
+    parser.add_argument("--no-step", action="store_true", help="end to end without the step")
+    parser.add_argument("--batches", type=int, default=4, help="end-to-end batches timed")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument("--image-cache", action="store_true",
+                        help="decode once into microclip's image cache (rule cache_images)")
+    parser.add_argument("--images", type=Path, default=Path("results/benchmarks/jpegs"),
+                        help="where the benchmark's JPEGs are written (kept for reruns)")
     args = parser.parse_args()
+    if args.end_to_end:
+        result = measure_end_to_end(
+            model=args.model,
+            method=args.method, batch=args.batch, batches=args.batches, views=args.views,
+            step=not args.no_step, images=args.images, precision=args.precision,
+            device=args.device, threads=args.threads, workers=args.workers,
+            cache=args.image_cache,
+        )
+        print(json.dumps(result, indent=1))
+        return
     result = measure(
         model=args.model,
         method=args.method,

@@ -120,7 +120,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from microclip.data.cache import build_image_cache
 
-    build_image_cache(Path(args.manifest), Path(args.out), short_side=args.short_side)
+    build_image_cache(Path(args.manifest), Path(args.out), short_side=args.short_side,
+                      workers=args.workers)
     return 0
 
 
@@ -128,6 +129,7 @@ def cmd_pretrain_demo(args: argparse.Namespace) -> int:
     import torch
 
     from microclip.data import get_dataset
+    from microclip.fields import coerce
     from microclip.io import atomic_write_json
     from microclip.model.demo_clip import pretrain_demo_clip
     from microclip.model.demo_config import DemoPretrainConfig
@@ -141,9 +143,22 @@ def cmd_pretrain_demo(args: argparse.Namespace) -> int:
         templates=spec.templates(),
         synonyms=json.loads(Path(args.synonyms).read_text(encoding="utf-8")),
         descriptions=load_descriptions(Path(args.descriptions), classes),
-        settings=DemoPretrainConfig(**args.settings), seed=args.seed,
+        settings=DemoPretrainConfig(**coerce(DemoPretrainConfig, args.settings)), seed=args.seed,
     )
     atomic_write_json(Path(args.stats), stats)
+    return 0
+
+
+def cmd_demo_folder(args: argparse.Namespace) -> int:
+    from microclip.data.fashion_shift import FOLDER_EXAMPLE_CLASSES, write_folder_dataset
+
+    classes = tuple(args.classes or FOLDER_EXAMPLE_CLASSES)
+    out = write_folder_dataset(
+        Path(args.root), Path(args.out), classes=classes,
+        train_per_class=args.per_class, test_per_class=args.per_class,
+    )
+    log.info("wrote %s/{train,test}/<class>/*.png: %d classes x %d images per split",
+             out, len(classes), args.per_class)
     return 0
 
 
@@ -194,19 +209,20 @@ def _spec_and_placement(args: argparse.Namespace):
     from microclip.spec import RunSpec
 
     spec = RunSpec.from_json(json.dumps(args.spec))
-    return spec, Placement(device=args.device, threads=args.threads, workers=args.workers)
+    placement = Placement(device=args.device, threads=args.threads, workers=args.workers)
+    return spec, placement, (Path(args.image_cache) if args.image_cache else None)
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     from microclip.runner import adapt
 
-    spec, placement = _spec_and_placement(args)
+    spec, placement, image_cache = _spec_and_placement(args)
     adapt(
         spec, manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
         out_state=Path(args.out), log_path=Path(args.epoch_log),
         checkpoint_path=Path(args.checkpoint),
         out_metrics=Path(args.metrics) if args.metrics else None, placement=placement,
-        stop_after_epoch=args.stop_after_epoch,
+        image_cache=image_cache, stop_after_epoch=args.stop_after_epoch,
     )
     return 0
 
@@ -214,10 +230,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from microclip.runner import evaluate
 
-    spec, placement = _spec_and_placement(args)
+    spec, placement, image_cache = _spec_and_placement(args)
     record = evaluate(
         spec, manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
         adapted_state=Path(args.adapted), out_metrics=Path(args.out), placement=placement,
+        image_cache=image_cache,
     )
     log.info("%s %s %s seed %s: top-1 %.2f", record.method, record.dataset, record.backbone,
              record.seed, record.top1)
@@ -227,12 +244,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from microclip.runner import explain
 
-    spec, placement = _spec_and_placement(args)
+    spec, placement, image_cache = _spec_and_placement(args)
     explain(
         spec, manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
         adapted_state=Path(args.adapted), out_npz=Path(args.out), max_images=args.max_images,
-        placement=placement,
+        placement=placement, image_cache=image_cache,
     )
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from microclip.runner import diagnose
+
+    spec, placement, image_cache = _spec_and_placement(args)
+    report = diagnose(
+        spec, manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
+        out_json=Path(args.out), max_images=args.max_images, placement=placement,
+        image_cache=image_cache,
+    )
+    ncut = report["ncut"]
+    log.info("%s / %s: density %.2f, collapse %.0f %%, ZS [CLS] %.1f [FG] %.1f, crop prior %.1f",
+             spec.dataset, spec.backbone, ncut["affinity_density"]["median"],
+             100 * ncut["fixed_position_collapse"], report["zero_shot"]["cls"],
+             report["zero_shot"]["fg"], report["crop_prior"])
     return 0
 
 
@@ -245,6 +279,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda[:N]")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--image-cache", default=None,
+                   help="decoded-image cache folder (rule cache_images), when the spec reads one")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--short-side", type=int, required=True)
+    p.add_argument("--workers", type=int, default=None, help="decoding threads (default: <= 8)")
 
     p = add("pretrain-demo", cmd_pretrain_demo, "pretrain the demo world's small CLIP")
     p.add_argument("--dataset", required=True)
@@ -307,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--settings", type=_json_object, default={},
                    help="DemoPretrainConfig fields (JSON)")
+
+    p = add("demo-folder", cmd_demo_folder,
+            "write a folder-layout dataset cut from the demo world (the custom-dataset example)")
+    p.add_argument("out", help="writes OUT/{train,test}/<class>/<id>.png")
+    p.add_argument("--root", default="data", help="where Fashion-MNIST is (or is unpacked)")
+    p.add_argument("--classes", nargs="+", default=None,
+                   help="demo-world class names (default: sandal sneaker bag 'ankle boot')")
+    p.add_argument("--per-class", type=int, default=50, help="images per class and split")
 
     p = add("prototypes", cmd_prototypes, "encode templates and descriptions once (cached)")
     p.add_argument("--dataset", required=True)
@@ -339,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapted", required=True)
     p.add_argument("--out", required=True, help=".npz for `microclip saliency`")
     p.add_argument("--max-images", type=int, required=True)
+
+    p = add("diagnose", cmd_diagnose,
+            "microCLIP's mechanisms on the initial backbone (NCut, [FG], multi-view prior)")
+    _run_arguments(p)
+    p.add_argument("--out", required=True, help="diagnostics JSON")
+    p.add_argument("--max-images", type=int, required=True,
+                   help="at most this many train images (a seeded subset)")
 
     p = add("fetch-descriptions", cmd_fetch_descriptions, "fetch a published description set")
     p.add_argument("--set", required=True)

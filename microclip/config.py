@@ -373,6 +373,16 @@ def check_config(
                     "remove it from saliency.datasets",
                 )
 
+    # mechanism diagnostics: microCLIP's own, with its [FG] token -------------------------------
+    method = config["diagnostics"]["method"]
+    if method not in method_names or base_method(config, method) != "microclip":
+        need(False, ["diagnostics", "method"],
+             f"= '{method}': the diagnostics measure microCLIP's mechanisms; use microclip or "
+             "one of its variants")
+    elif not RunSpec.from_config(config, method=method, dataset=runs[0].dataset,
+                                 backbone=runs[0].backbone, seed=0).options["use_fg"]:
+        need(False, ["diagnostics", "method"], f"= '{method}' has no [FG] token (use_fg: false)")
+
     # description sets ------------------------------------------------------------------------
     problems += _description_problems(config, runs, sources)
     # demo pretraining ------------------------------------------------------------------------

@@ -96,6 +96,21 @@ def prototypes_pointer(config: Config, dataset: str, backbone: str, description_
     return f"{results_dir(config)}/prototypes/{backbone}/{description_set}/{dataset}.json"
 
 
+# -- job sizes (Snakemake resources; SLURM --mem and -t) ----------------------------------------
+def job_mem_mb(config: Config, rule: str) -> int:
+    """Memory of a rule's job: runtime.mem_mb for a training job, else mem_scale x it
+    (at least runtime.min_mem_mb)."""
+    runtime = config["runtime"]
+    if rule == "adapt_method":
+        return int(runtime["mem_mb"])
+    return max(int(runtime["min_mem_mb"]), round(runtime["mem_mb"] * runtime["mem_scale"][rule]))
+
+
+def job_minutes(config: Config, rule: str) -> int:
+    runtime = config["runtime"]
+    return int(runtime["minutes"] if rule == "adapt_method" else runtime["rule_minutes"][rule])
+
+
 # -- the runs ---------------------------------------------------------------------------------
 def ablation_tables(config: Config) -> dict[str, dict[str, Any]]:
     """{table: {title, methods, datasets, backbones, seeds}} of every configured ablation."""
@@ -166,6 +181,16 @@ def saliency_runs(config: Config) -> list[Run]:
         for backbone in backbones
         for dataset in spec["datasets"]
     ]
+
+
+def diagnosed_pairs(config: Config) -> list[tuple[str, str]]:
+    """(dataset, backbone) of every run of the grid, once: what rule diagnose_mechanisms
+    measures before any adaptation."""
+    return list(dict.fromkeys((r.dataset, r.backbone) for r in grid_runs(config)))
+
+
+def diagnostics_file(config: Config, dataset: str, backbone: str) -> str:
+    return f"{results_dir(config)}/diagnostics/{dataset}/{backbone}.json"
 
 
 def report_grid(config: Config) -> dict[str, Any]:

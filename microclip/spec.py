@@ -48,6 +48,8 @@ class RunSpec:
     tf32: bool
     test_crop: str  # "center" or "random"
     eval_each_epoch: bool  # score the test split after every epoch (per-epoch curves)
+    views: str  # "cpu" (PIL + timm in the loader) or "device" (rendered batched on the device)
+    image_cache: int | None  # short side of the decoded-image cache the run reads, or None
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -77,6 +79,8 @@ class RunSpec:
             tf32=runtime["tf32"],
             test_crop=runtime["test_crop"],
             eval_each_epoch=runtime["eval_each_epoch"],
+            views=runtime["views"],
+            image_cache=config["prepare"]["cache_short_side"] if config["prepare"]["image_cache"] else None,
         )
 
     @classmethod
@@ -98,6 +102,8 @@ class RunSpec:
         tf32: bool = False,
         test_crop: str = "center",
         eval_each_epoch: bool = True,
+        views: str = "cpu",
+        image_cache: int | None = None,
     ) -> RunSpec:
         """Resolve a spec from explicit layers (tests, benchmarks and ``from_config``)."""
         base = base_method or method
@@ -118,6 +124,8 @@ class RunSpec:
             tf32=tf32,
             test_crop=test_crop,
             eval_each_epoch=eval_each_epoch,
+            views=views,
+            image_cache=image_cache,
         )
 
     def replace(self, **changes: Any) -> RunSpec:
@@ -152,6 +160,10 @@ class RunSpec:
                 "train": self.train,
                 "precision": precision or self.precision,
                 "test_crop": self.test_crop,
+                # the device path draws the same augmentations but renders them with torch,
+                # so its numbers differ slightly; the cpu path keeps its old hash
+                **({"views": self.views} if self.views != "cpu" else {}),
+                **({"image_cache": self.image_cache} if self.image_cache else {}),
             }
         )
 

@@ -76,9 +76,9 @@ def drop(path: str) -> Callable[[dict, Path], None]:
 
 def custom(**entry) -> Callable[[dict, Path], None]:
     def change(config: dict, tmp: Path) -> None:
-        base = dict(config["custom_datasets"]["toy_shapes"])
+        base = dict(config["custom_datasets"]["footwear"])
         base.update(entry)
-        config["custom_datasets"]["toy_shapes"] = {k: v for k, v in base.items() if v is not None}
+        config["custom_datasets"]["footwear"] = {k: v for k, v in base.items() if v is not None}
 
     return change
 
@@ -95,7 +95,7 @@ def descriptions_file(content: bytes) -> Callable[[dict, Path], None]:
     def change(config: dict, tmp: Path) -> None:
         path = tmp / "descriptions.json"
         path.write_bytes(content)
-        config["custom_datasets"]["toy_shapes"]["descriptions"] = str(path)
+        config["custom_datasets"]["footwear"]["descriptions"] = str(path)
 
     return change
 
@@ -142,20 +142,20 @@ CONFIG_FAULTS = [
     Fault("dataset set with an unknown member", put("dataset_sets", {"mine": ["flowerz"]}),
           BEFORE_ANY_JOB, "dataset_sets.mine[0] = 'flowerz' is not a registered dataset"),
     Fault("custom dataset key typo", custom(rooot="x"), BEFORE_ANY_JOB,
-          "custom_datasets.toy_shapes: unknown key(s) 'rooot'"),
+          "custom_datasets.footwear: unknown key(s) 'rooot'"),
     Fault("custom dataset without root", custom(root=None), BEFORE_ANY_JOB,
-          "custom_datasets.toy_shapes: 'root' is a required property"),
+          "custom_datasets.footwear: 'root' is a required property"),
     Fault("custom dataset of another type", custom(type="folder"), BEFORE_ANY_JOB,
-          "custom_datasets.toy_shapes.type = 'folder'"),
+          "custom_datasets.footwear.type = 'folder'"),
     Fault("custom template without a slot", custom(templates=["a photo."]), BEFORE_ANY_JOB,
-          "custom_datasets.toy_shapes.templates must be a non-empty list of strings with one '{}'"),
+          "custom_datasets.footwear.templates must be a non-empty list of strings with one '{}'"),
     Fault("custom CSV layout without classes", custom(csv="labels.csv"), BEFORE_ANY_JOB,
           "a CSV layout needs 'classes'"),
     Fault("custom dataset named like a registered one",
-          lambda c, t: c["custom_datasets"].__setitem__("cub", c["custom_datasets"]["toy_shapes"]),
+          lambda c, t: c["custom_datasets"].__setitem__("cub", c["custom_datasets"]["footwear"]),
           BEFORE_ANY_JOB, "custom_datasets.cub uses the name of a registered dataset"),
     Fault("custom descriptions file missing", custom(descriptions="tests/data/nope.json"),
-          BEFORE_ANY_JOB, "custom_datasets.toy_shapes.descriptions = 'tests/data/nope.json': file not found"),
+          BEFORE_ANY_JOB, "custom_datasets.footwear.descriptions = 'tests/data/nope.json': file not found"),
     Fault("unknown open_clip architecture", put("backbones.demo-clip.model", "ViT-X-99"),
           BEFORE_ANY_JOB, "backbones.demo-clip.model = 'ViT-X-99' is not an open_clip architecture"),
     Fault("backbone key typo", put("backbones.demo-clip.pretrain", "x"), BEFORE_ANY_JOB,

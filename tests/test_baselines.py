@@ -366,7 +366,8 @@ def test_trainable_sets_match_each_release(world):
     session = _session(world, "dpa")
     visual = session.method.adapter.visual
     k = session.manifest.num_classes
-    width, d, p = 128, 64, 7  # microclip-demo-vit
+    adapter = session.method.adapter  # microclip-demo-vit's shapes, read from the model
+    width, d, p = adapter.width, adapter.embed_dim, adapter.patch_size
     ln = sum(
         q.numel()
         for m in visual.modules()

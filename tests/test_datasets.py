@@ -27,6 +27,7 @@ from microclip.data.custom import custom_dataset_from_config
 from microclip.data.eurosat import EuroSat
 from microclip.data.layout import rank_by_hash
 from microclip.data.prepare import datasets_table, prepare_dataset
+from microclip.errors import DataError
 
 # The generated demo dataset has no download whose layout a miniature could imitate:
 # microclip/data/fashion_shift.py builds it from Debian's Fashion-MNIST files, and
@@ -619,12 +620,13 @@ def test_image_cache_returns_resized_pixels(tmp_path: Path) -> None:
         assert cache(path).size == size
     clone = pickle.loads(pickle.dumps(cache))
     assert clone._pixels is None and np.array_equal(np.asarray(clone[path]), np.asarray(got))
-    with pytest.raises(KeyError, match="not in the image cache"):
+    with pytest.raises(DataError, match="missing.png: not in the image cache .*rerun rule cache_images"):
         cache[str(images / "missing.png")]
 
 
 def test_image_cache_missing_folder_says_how_to_build(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="build_image_cache"):
+    with pytest.raises(DataError, match=r"nothing/meta.json: image cache incomplete or missing; "
+                       r"rerun rule cache_images \(microclip cache\)"):
         ImageCache.open(tmp_path / "nothing")
 
 

@@ -28,7 +28,8 @@ def demo_clip():
 
 def test_adapter_cls_embedding_equals_open_clip_encode_image(demo_clip):
     clip, _ = demo_clip
-    images = torch.randn(3, 3, 28, 28)
+    size = clip.visual.image_size[0]
+    images = torch.randn(3, 3, size, size)
     features = VisualAdapter(clip.visual)(images)
     expected = F.normalize(clip.encode_image(images), dim=-1)
     torch.testing.assert_close(features.z_cls, expected)
@@ -38,7 +39,8 @@ def test_value_path_tokens_equal_step_by_step_block_computation(demo_clip):
     clip, _ = demo_clip
     visual = clip.visual
     adapter = VisualAdapter(visual)
-    images = torch.randn(2, 3, 28, 28)
+    size = visual.image_size[0]
+    images = torch.randn(2, 3, size, size)
     # Step by step from the block's own weights.
     x = visual.conv1(images).flatten(2).transpose(1, 2)
     x = torch.cat([visual.class_embedding.expand(2, 1, -1), x], 1) + visual.positional_embedding
@@ -54,7 +56,7 @@ def test_value_path_tokens_equal_step_by_step_block_computation(demo_clip):
     u = u1 + last.mlp(last.ln_2(u1))
     expected = visual.ln_post(u)[:, 1:]
     got = adapter(images, with_patches=True).patches
-    assert got.shape == (2, 16, width)
+    assert got.shape == (2, adapter.num_patches, width)
     torch.testing.assert_close(got, expected)
 
 
@@ -204,3 +206,92 @@ def test_unknown_method_option_names_the_allowed_ones():
 
 def test_cls_selftrain_variants_are_registered_as_methods():
     assert {"cls_selftrain", "multiview_cls_selftrain", "microclip"} <= set(METHODS.names())
+
+
+# -- release parity (the differential check against the authors' release) ---------------------
+def test_multiview_cls_selftrain_pseudo_labels_are_the_prior_times_the_learnable_head(demo_clip):
+    clip, tokenizer = demo_clip
+    method = build_with_stand_in_text("multiview_cls_selftrain", clip, tokenizer, num_classes=5)
+    size = clip.visual.image_size[0]
+    torch.manual_seed(3)
+    batch = {"weak": torch.randn(4, 3, size, size), "crops": torch.randn(4, 8, 3, size, size)}
+    from microclip.ops.prior import multiview_prior
+
+    weak = method.adapter(batch["weak"]).z_cls
+    crops = method.adapter(batch["crops"].flatten(0, 1)).z_cls.view(4, 8, -1)
+    g = multiview_prior(crops, weak)  # (B, d)
+    expected = (g @ F.normalize(method.head, dim=-1).T).argmax(-1)  # release: g W* only
+    assert torch.equal(method.pseudo_labels(batch), expected)
+    dka = build_with_stand_in_text("multiview_cls_selftrain", clip, tokenizer, num_classes=5,
+                                   options={"gamma": 0.5, "prior_head": "llm"})
+    mixed = (0.5 * g @ dka.w_llm.T + 0.5 * weak @ F.normalize(dka.head, dim=-1).T).argmax(-1)
+    assert torch.equal(dka.pseudo_labels(batch), mixed)  # the suite's earlier form, an option
+
+
+def test_key_cosine_keys_omit_the_key_bias_as_the_release_does(demo_clip):
+    import copy
+
+    clip = copy.deepcopy(demo_clip[0])
+    with torch.no_grad():  # a nonzero key bias, so leaving it out is visible
+        clip.visual.transformer.resblocks[-1].attn.in_proj_bias.normal_()
+    adapter = VisualAdapter(clip.visual)
+    size = clip.visual.image_size[0]
+    images = torch.randn(2, 3, size, size)
+    blocks = clip.visual.transformer.resblocks
+    h = adapter._run_blocks(adapter.embed(images), blocks[:-1])
+    width = h.shape[-1]
+    w_k = blocks[-1].attn.in_proj_weight[width : 2 * width]
+    expected = (blocks[-1].ln_1(h) @ w_k.T)[:, 1:]
+    torch.testing.assert_close(adapter(images, with_keys=True).keys, expected)
+
+
+def test_num_crops_reaches_the_views(tiny_world, tmp_path):
+    from microclip.runner import RunContext
+
+    spec = _spec("microclip", tiny_world, options={"num_crops": 3})
+    ctx = RunContext(spec, manifest_dir=tiny_world["manifest"], prototypes_path=tiny_world["prototypes"])
+    assert ctx.view_spec.num_crops == 3
+    batch = next(iter(ctx.train_data().loader(("weak", "crops"), shuffle=False)))
+    assert batch["crops"].shape[1] == 3
+
+
+# -- the device view path and the image cache (the speed issue) --------------------------------
+def test_device_views_train_and_resume_bit_identically(tiny_world, tmp_path):
+    spec = _spec("microclip", tiny_world, epochs=2).replace(views="device")
+    straight = _adapt(spec, tiny_world, tmp_path / "straight")
+    assert _adapt(spec, tiny_world, tmp_path / "cut", stop_after_epoch=1) == {"stopped_after_epoch": 1}
+    resumed = _adapt(spec, tiny_world, tmp_path / "cut")
+    for name, tensor in straight["state"]["tensors"].items():
+        assert torch.equal(tensor, resumed["state"]["tensors"][name]), name
+    cpu = _adapt(_spec("microclip", tiny_world, epochs=2), tiny_world, tmp_path / "cpu")
+    assert straight["fingerprint"] != cpu["fingerprint"]  # a device-view run is its own config
+
+
+def test_an_image_cache_at_full_size_changes_no_result(tiny_world, tmp_path):
+    from microclip.data.cache import build_image_cache
+
+    cache = build_image_cache(tiny_world["manifest"], tmp_path / "images", short_side=64)
+    spec = _spec("microclip", tiny_world, epochs=1).replace(views="device")
+    plain = _adapt(spec, tiny_world, tmp_path / "plain")
+    cached = _adapt(spec.replace(image_cache=64), tiny_world, tmp_path / "cached", image_cache=cache)
+    for name, tensor in plain["state"]["tensors"].items():  # 28 px images: cached as they are
+        assert torch.equal(tensor, cached["state"]["tensors"][name]), name
+
+
+def test_a_stale_image_cache_is_refused_naming_the_rule(tiny_world, tmp_path):
+    import os
+
+    from microclip.data.base import read_manifest
+    from microclip.data.cache import ImageCache, build_image_cache
+    from microclip.errors import DataError
+
+    cache = build_image_cache(tiny_world["manifest"], tmp_path / "images", short_side=64)
+    ImageCache.open(cache)  # fresh: fine
+    path = read_manifest(tiny_world["manifest"]).train[0].path
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        with pytest.raises(DataError, match="files changed since it was built.*rule cache_images"):
+            ImageCache.open(cache)
+    finally:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))

@@ -36,3 +36,17 @@ def test_registry_duplicate_name_raises():
     reg.add("alpha", 1)
     with pytest.raises(KeyError, match="widget 'alpha' is already registered"):
         reg.add("alpha", 2)
+
+
+def test_every_class_name_file_is_one_registered_dataset_with_templates():
+    from importlib import resources
+
+    from microclip.data import DATASETS
+
+    files = resources.files("microclip.data")
+    keys = sorted(p.name.removesuffix(".json") for p in files.joinpath("classnames").iterdir()
+                  if p.name.endswith(".json"))
+    assert keys == sorted(DATASETS.names())  # one module per file, registered under its key
+    for key in keys:
+        assert files.joinpath("templates", f"{key}.json").is_file(), key
+        assert len(DATASETS.get(key).classes()) == DATASETS.get(key).num_classes, key

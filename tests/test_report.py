@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,7 @@ def make_record(method, dataset, seed, top1, *, base=None, gamma=0.5, run="t") -
         n_test=50,
         num_classes=10,
         wall_s=12.5,
+        score_s=2.5,
         adapt_wall_s=10.0 if trained else None,
         trainable_params=1000 if trained else 0,
         config_hash=f"hash-{method}-0123456789abcdef0123456789abcdef",
@@ -881,9 +883,17 @@ def test_profiles_parse():
     slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     assert default["resources"]["gpu"] == 1 and default["cores"] >= 2
     assert slurm["executor"] == "slurm"
-    assert {"slurm_account", "slurm_partition", "runtime", "mem_mb"} <= set(
-        slurm["default-resources"]
-    )
+    # Memory and time come from the rules (the config's runtime block); the profile sets
+    # only where jobs go, so it can never override the config's mem_mb / runtime.
+    assert set(slurm["default-resources"]) == {"slurm_account", "slurm_partition"}
+    gpu_group = {"adapt_method", "build_prototypes", "explain_saliency", "diagnose_mechanisms"}
+    assert set(slurm["set-resources"]) == gpu_group
+    assert all(set(r) == {"slurm_partition"} for r in slurm["set-resources"].values())
+    # Explicit status command, kept logs under logs/, a first check sooner than 40 s.
+    assert slurm["slurm-status-command"] == "sacct"
+    assert slurm["slurm-keep-successful-logs"] is True
+    assert slurm["slurm-logdir"].startswith("logs/")
+    assert slurm["slurm-init-seconds-before-status-checks"] < 40
 
 
 def test_snakemake_loads_the_default_profile_beside_a_top_level_snakefile(tmp_path):
@@ -904,9 +914,103 @@ def test_slurm_profile_takes_partition_and_account_from_the_environment(tmp_path
     (tmp_path / "Snakefile").write_text("rule all:\n    output: 'x'\n    shell: 'touch x'\n")
     monkeypatch.setenv("MICROCLIP_SLURM_ACCOUNT", "proj42")
     monkeypatch.setenv("MICROCLIP_CPU_PARTITION", "cpuq")
+    monkeypatch.setenv("MICROCLIP_GPU_PARTITION", "gpuq")
     args = _parse_cli(["-n", "--workflow-profile", "profiles/slurm"], tmp_path)
     res = args.default_resources  # unevaluated CLI expressions; raw is the profile's value
     assert res["slurm_account"].raw == "proj42" and res["slurm_partition"].raw == "cpuq"
+    assert {r["slurm_partition"].raw for r in args.set_resources.values()} == {"gpuq"}
+    assert args.slurm_status_command == "sacct" and args.slurm_keep_successful_logs is True
+
+
+def test_slurm_profile_without_an_account_never_leaves_it_to_the_plugins_guess(tmp_path, monkeypatch):
+    """No MICROCLIP_SLURM_ACCOUNT: the profile asks sacctmgr for the user's default account
+    (the plugin's own guess is broken in 2.8); with no sacctmgr answer the account stays empty."""
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    (tmp_path / "Snakefile").write_text("rule all:\n    output: 'x'\n    shell: 'touch x'\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "sacctmgr"  # answers like `sacctmgr -n -P show user U format=defaultaccount`
+    fake.write_text('#!/bin/sh\n[ "$4 $6" = "user format=defaultaccount" ] && echo labgroup\n')
+    fake.chmod(0o755)
+    monkeypatch.delenv("MICROCLIP_SLURM_ACCOUNT", raising=False)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    args = _parse_cli(["-n", "--workflow-profile", "profiles/slurm"], tmp_path)
+    assert args.default_resources["slurm_account"].raw == "labgroup"
+    fake.write_text("#!/bin/sh\necho 'sacctmgr: error: accounting storage is disabled' >&2\nexit 1\n")
+    args = _parse_cli(["-n", "--workflow-profile", "profiles/slurm"], tmp_path)
+    assert args.default_resources["slurm_account"].raw == ""
+
+
+
+@pytest.mark.workflow
+def test_every_rule_has_its_job_size_in_the_config_schema():
+    """A rule added to the DAG gets its memory fraction and wall time in the schema's runtime
+    block (adapt_method uses runtime.mem_mb / runtime.minutes; `all` is no job)."""
+    from microclip.config import schema
+
+    res = _snakemake("--list-rules")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rules = {line.strip() for line in res.stdout.splitlines() if re.fullmatch(r"\s*\w+\s*", line)}
+    runtime = schema()["properties"]["runtime"]["properties"]
+    assert set(runtime["mem_scale"]["properties"]) == rules - {"all", "adapt_method"}
+    assert set(runtime["rule_minutes"]["properties"]) == rules - {"all", "adapt_method"}
+
+def _dry_run_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job a dry run prints."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:") and rule:
+            pairs = line.strip()[len("resources:"):].split(", ")
+            jobs.append((rule, dict(p.strip().split("=", 1) for p in pairs if "=" in p)))
+            rule = None
+    return jobs
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(
+    "configs", [["config.yaml"], ["config/demo.yaml", "tests/configs/demo_ci.yaml", "OVERRIDE"]]
+)
+def test_slurm_profile_passes_each_rules_memory_and_time_from_the_config(configs, tmp_path):
+    """Every job's mem_mb and runtime are the config's (runtime block), the GPU rules (and only
+    they) go to the GPU partition, gpu=1 only with runtime.gpu: true."""
+    from test_slurm import GPU_RULES, expected_request
+
+    from microclip.config import load_config
+
+    override = tmp_path / "sizes.yaml"  # the config alone moves the requests
+    override.write_text("runtime: {mem_mb: 12345, minutes: 99, min_mem_mb: 1500, "
+                        "mem_scale: {make_plots: 0.5}, rule_minutes: {make_tables: 7}}\n")
+    with_override = "OVERRIDE" in configs
+    configs = [str(override) if c == "OVERRIDE" else c for c in configs]
+    res = _snakemake("-n", "--forceall", "--workflow-profile", "profiles/slurm", "--configfile", *configs,
+                     "--replace-workflow-config",
+                     env={"MICROCLIP_GPU_PARTITION": "gpuq", "MICROCLIP_CPU_PARTITION": "cpuq",
+                          "MICROCLIP_SLURM_ACCOUNT": "acct"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    old = Path.cwd()
+    os.chdir(REPO)
+    try:
+        config = load_config([REPO / c for c in configs])
+    finally:
+        os.chdir(old)
+    jobs = [(rule, r) for rule, r in _dry_run_jobs(res.stdout + res.stderr) if rule != "all"]
+    assert len(jobs) > 10
+    for rule, resources in jobs:
+        mem_mb, minutes = expected_request(config, rule)
+        assert (int(resources["mem_mb"]), int(resources["runtime"])) == (mem_mb, minutes), rule
+        assert resources["slurm_account"] == "acct"
+        assert resources["slurm_partition"] == ("gpuq" if rule in GPU_RULES else "cpuq"), rule
+        gpus = int(resources.get("gpu", 0))
+        assert gpus == (1 if rule in GPU_RULES and config["runtime"]["gpu"] else 0), rule
+    planned = {rule for rule, _ in jobs}
+    assert {"adapt_method", "build_prototypes", "explain_saliency"} <= planned
+    if with_override:
+        sizes = dict(jobs)
+        assert sizes["adapt_method"]["mem_mb"] == "12345" and sizes["adapt_method"]["runtime"] == "99"
+        assert sizes["make_plots"]["mem_mb"] == str(round(12345 * 0.5))
+        assert sizes["make_tables"]["runtime"] == "7"
 
 
 @pytest.mark.workflow
@@ -1011,7 +1115,8 @@ def test_report_builds_from_the_demo_run(tmp_path):
     if os.environ.get("MICROCLIP_RUN_DEMO") != "1":
         pytest.skip("set MICROCLIP_RUN_DEMO=1 after `make demo` to build the demo run's report")
     report = tmp_path / "report.html"
-    res = _snakemake("--configfile", "config/demo.yaml", "--report", str(report), timeout=600)
+    res = _snakemake("--configfile", "config/demo.yaml", "--report", str(report),
+                     "--report-stylesheet", "workflow/report/stylesheet.css", timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert report.stat().st_size > 10_000
 
@@ -1022,3 +1127,28 @@ def test_a_backbone_with_no_published_numbers_gets_no_published_cells():
 
     published = load_published()
     assert published_cells(published, "demo-clip", ["fashion_shift"], mean_column="mean") == {}
+
+
+def test_readme_section_is_replaced_between_its_markers_only(tmp_path):
+    from microclip.report.readme import BEGIN, END, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\nbefore\n{BEGIN}\nold table\n{END}\nafter\n")
+    update_readme(readme, "new table")
+    assert readme.read_text() == f"# title\nbefore\n{BEGIN}\nnew table\n{END}\nafter\n"
+    (tmp_path / "bare.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="bare.md: lacks the markers"):
+        update_readme(tmp_path / "bare.md", "x")
+
+
+def test_readme_states_the_learning_rate_a_method_really_trains_with():
+    import pandas as pd
+
+    from microclip.report.readme import _lr_note
+
+    plain = pd.Series({"train_settings.lr": 5e-4, "train_settings.batch_size": 32})
+    assert _lr_note(plain) == "lr 0.0005"
+    must = pd.Series({"train_settings.lr": 5e-4, "train_settings.batch_size": 32,
+                      "method_config.lr_reference_batch": 256, "method_config.layer_decay": 0.65})
+    assert _lr_note(must) == ("lr 0.0005 x 32/256 = 6.25e-05 for the head, "
+                              "lower layers a further 0.65^k")

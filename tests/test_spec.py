@@ -108,7 +108,7 @@ def test_spec_config_and_grid_need_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["587", "False", "False"]
+    assert out.stdout.split() == ["592", "False", "False"]
 
 
 def test_every_declaration_points_at_its_implementation_and_says_whether_it_explains():

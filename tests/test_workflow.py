@@ -3,17 +3,16 @@ and the reduced demo runs end to end."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from demo_outputs import check_reduced_demo_outputs
 
-from microclip.results import read_epochs
+from benchmarks.dag_startup import job_stats
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -32,34 +31,18 @@ def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
-def job_counts(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table (rule name, count)."""
-    counts: dict[str, int] = {}
-    in_table = False
-    for line in output.splitlines():
-        if line.startswith("Job stats:"):
-            in_table = True
-            continue
-        match = re.match(r"^([A-Za-z_][\w]*)\s+(\d+)\s*$", line.strip())
-        if in_table and match:
-            counts[match.group(1)] = int(match.group(2))
-        elif in_table and counts and not line.strip():
-            break
-    return counts
-
-
 @pytest.fixture(scope="module")
 def paper_plan() -> dict[str, int]:
     result = snakemake("-n", "--cores", "8", "--quiet", "rules")
     assert result.returncode == 0, result.stdout + result.stderr
-    return job_counts(result.stdout + result.stderr)
+    return job_stats(result.stdout + result.stderr)
 
 
 def test_paper_dry_run_plans_every_run_of_the_grid(paper_plan):
     # main: 9 methods x 13 datasets x 3 seeds = 351; scaling (ViT-B/16): 4 x 13 x 3 = 156;
-    # ablations on 5 datasets x seed 0 add 80 runs not already in those grids
-    # (supervised 5, SOAP 30, DKA 25, head 10, descriptions 5, ViT-L/14 5) -> 587.
-    assert paper_plan["adapt_method"] == 587
+    # ablations on 5 datasets x seed 0 add 85 runs not already in those grids
+    # (supervised 5, SOAP 30, DKA 25, head 10, descriptions 5, NCut sign 5, ViT-L/14 5) -> 592.
+    assert paper_plan["adapt_method"] == 592
     assert "evaluate_method" not in paper_plan  # each adapt job scores its own run
 
 
@@ -118,10 +101,10 @@ def test_bad_config_stops_before_any_job_naming_key_and_allowed(tmp_path, overri
 
 @pytest.mark.slow
 def test_demo_dag_runs_end_to_end_with_a_reduced_config():
-    from toy_shapes import make_toy_shapes
+    from microclip.data.fashion_shift import write_folder_dataset
 
     shutil.rmtree(REPO / "results" / "demo_ci", ignore_errors=True)
-    make_toy_shapes(REPO / "data" / "toy_shapes")
+    write_folder_dataset(REPO / "data", REPO / "data" / "footwear")
     result = snakemake(
         "--cores",
         "2",
@@ -133,26 +116,7 @@ def test_demo_dag_runs_end_to_end_with_a_reduced_config():
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     run = REPO / "results" / "demo_ci"
-    metrics = {
-        m: json.loads(
-            (run / m / "fashion_shift" / "demo-clip" / "seed0" / "metrics.json").read_text()
-        )
-        for m in ("zs_templates", "zs_descriptions", "microclip")
-    }
-    for name, record in metrics.items():
-        assert record["method"] == name and record["n_test"] == 10_000
-        assert 10.0 < record["top1"] < 100.0, (name, record["top1"])
-    # The custom dataset added in config alone went through the same stages.
-    toy = json.loads(
-        (run / "microclip" / "toy_shapes" / "demo-clip" / "seed0" / "metrics.json").read_text()
-    )
-    assert toy["n_test"] == 30 and toy["num_classes"] == 3
-    (epoch,) = read_epochs(run / "microclip" / "fashion_shift" / "demo-clip" / "seed0" / "epochs.jsonl")
-    assert epoch["pseudo_label_acc"] is not None and epoch["test_top1"] is not None
-    assert (run / "runs.csv").is_file() and (run / "epochs.csv").is_file()
-    assert any((run / "tables" / "main").glob("*.md"))
-    assert any((run / "plots" / "overview").glob("*.png"))
-    assert (run / "plots" / "saliency" / "demo-clip" / "fashion_shift.png").is_file()
+    check_reduced_demo_outputs(run)
     # The Snakemake report builds from the finished run.
     report = run / "report.html"
     result = snakemake(
@@ -164,6 +128,8 @@ def test_demo_dag_runs_end_to_end_with_a_reduced_config():
         "--replace-workflow-config",
         "--report",
         str(report),
+        "--report-stylesheet",
+        "workflow/report/stylesheet.css",
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert report.stat().st_size > 100_000

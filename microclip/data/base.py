@@ -26,10 +26,16 @@ Source = Literal["torchvision", "manual", "generated", "custom"]
 
 DatasetError = DataError  # the name the dataset modules use
 
+BOX_COLUMNS = ("x0", "y0", "x1", "y1")
+
+
 @dataclass(frozen=True)
 class Sample:
     path: str
     label: int
+    # The object's box in the image's pixels (x0, y0, x1, y1), where the dataset knows it
+    # (the demo world does); only the mechanism diagnostics read it.
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,12 +110,14 @@ def get_dataset(key: str) -> DatasetSpec:
 
 
 def _samples_csv(samples: list[Sample]) -> str:
-    lines = ["path,label"]
+    boxed = bool(samples) and all(s.box is not None for s in samples)
+    lines = [",".join(("path", "label", *(BOX_COLUMNS if boxed else ())))]
     for sample in samples:
         path = sample.path
         if "," in path or '"' in path:
             path = '"' + path.replace('"', '""') + '"'
-        lines.append(f"{path},{sample.label}")
+        box = [f"{v:g}" for v in sample.box] if boxed else []
+        lines.append(",".join([path, str(sample.label), *box]))
     return "\n".join(lines) + "\n"
 
 
@@ -129,7 +137,12 @@ def read_samples(csv_path: Path) -> list[Sample]:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
             raise DataError(f"{csv_path}: expected columns 'path,label', got {reader.fieldnames}")
-        return [Sample(row["path"], int(row["label"])) for row in reader]
+        boxed = set(BOX_COLUMNS) <= set(reader.fieldnames)
+        return [
+            Sample(row["path"], int(row["label"]),
+                   tuple(float(row[c]) for c in BOX_COLUMNS) if boxed else None)
+            for row in reader
+        ]
 
 
 def read_manifest(manifest_dir: Path) -> Manifest:

@@ -10,9 +10,12 @@ Files in the cache folder:
 - ``pixels.u8``: the images' HWC RGB bytes, one after another;
 - ``index.npz``: ``offsets`` (int64), ``heights`` and ``widths`` (int32), in ``paths.json`` order;
 - ``paths.json``: the manifest paths, the keys ``ImageCache`` is read with;
-- ``meta.json``: ``short_side``, ``count``, ``bytes`` and ``format``.
+- ``meta.json``: ``short_side``, ``count``, ``bytes``, ``format`` and ``key``.
 
-The folder is written under a temporary name and renamed when complete.
+The folder is written under a temporary name and renamed when complete. ``key`` is a hash of
+what the cache holds (every image's path, size and modification time, the short side, the
+format), so ``ImageCache.open`` refuses a cache that no longer matches its manifest's files
+(rerun rule cache_images) instead of serving stale pixels.
 """
 
 from __future__ import annotations
@@ -27,11 +30,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from microclip.data.base import read_manifest
+from microclip.data.base import DataError, read_manifest
 
 log = logging.getLogger(__name__)
 
-FORMAT = "microclip-image-cache-1"
+FORMAT = "microclip-image-cache-2"
+
+
+def content_key(paths: list[str], short_side: int) -> str:
+    """Hash of the images a cache would hold: path, byte size and mtime of each, short side."""
+    from microclip.io import canonical_hash
+
+    stats = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise DataError(f"{path}: image listed in the manifest does not exist") from None
+        stats.append((path, st.st_size, st.st_mtime_ns))
+    return canonical_hash({"format": FORMAT, "short_side": short_side, "images": stats}, length=32)
 
 
 def resized_rgb(path: str, short_side: int) -> np.ndarray:
@@ -89,7 +106,8 @@ def build_image_cache(
                     position += pixels.nbytes
         np.savez(tmp / "index.npz", offsets=offsets, heights=heights, widths=widths)
         (tmp / "paths.json").write_text(json.dumps(paths) + "\n", encoding="utf-8")
-        meta = {"format": FORMAT, "short_side": short_side, "count": len(paths), "bytes": position}
+        meta = {"format": FORMAT, "short_side": short_side, "count": len(paths), "bytes": position,
+                "key": content_key(paths, short_side)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(tmp, out_dir)
@@ -126,15 +144,29 @@ class ImageCache:
         self._pixels: np.memmap | None = None
 
     @classmethod
-    def open(cls, cache_dir: Path) -> ImageCache:
+    def open(cls, cache_dir: Path, *, verify: bool = True) -> ImageCache:
+        """Open a cache; with ``verify`` (default) its key must match the images on disk and
+        its pixel file the size the index says."""
         cache_dir = Path(cache_dir)
         for name in ("meta.json", "paths.json", "index.npz", "pixels.u8"):
             if not (cache_dir / name).is_file():
-                raise FileNotFoundError(
-                    f"{cache_dir / name}: image cache incomplete or missing; build it with "
-                    "build_image_cache (microclip cache)"
+                raise DataError(
+                    f"{cache_dir / name}: image cache incomplete or missing; rerun rule "
+                    "cache_images (microclip cache)"
                 )
-        return cls(cache_dir)
+        cache = cls(cache_dir)
+        if verify:
+            paths = sorted(cache.rows, key=cache.rows.get)
+            stale = cache.meta.get("key") != content_key(paths, cache.short_side)
+            size = (cache_dir / "pixels.u8").stat().st_size
+            if stale or size != int(cache.meta["bytes"]):
+                raise DataError(
+                    f"{cache_dir}: image cache does not match its images ("
+                    + ("files changed since it was built" if stale else
+                       f"pixels.u8 has {size} bytes, the index says {cache.meta['bytes']}")
+                    + "); rerun rule cache_images"
+                )
+        return cache
 
     @property
     def short_side(self) -> int:
@@ -148,14 +180,23 @@ class ImageCache:
                 self._pixels = np.memmap(self.cache_dir / "pixels.u8", dtype=np.uint8, mode="r")
         return self._pixels  # type: ignore[return-value]
 
-    def __getitem__(self, path: str) -> Image.Image:
+    def array(self, path: str) -> np.ndarray:
+        """The cached pixels of ``path``: uint8 (H, W, 3), a copy."""
         row = self.rows.get(str(path))
         if row is None:
-            raise KeyError(f"{path}: not in the image cache {self.cache_dir}; rebuild the cache")
+            raise DataError(f"{path}: not in the image cache {self.cache_dir}; rerun rule cache_images")
         h, w = int(self.heights[row]), int(self.widths[row])
         start = int(self.offsets[row])
-        pixels = np.array(self._map()[start : start + h * w * 3]).reshape(h, w, 3)
-        return Image.fromarray(pixels)
+        return np.array(self._map()[start : start + h * w * 3]).reshape(h, w, 3)
+
+    def tensor(self, path: str):
+        """uint8 (3, H, W) for the device views (``DeviceManifestImages``' loader)."""
+        import torch
+
+        return torch.from_numpy(self.array(path)).permute(2, 0, 1)
+
+    def __getitem__(self, path: str) -> Image.Image:
+        return Image.fromarray(self.array(path))
 
     __call__ = __getitem__
 

@@ -117,6 +117,10 @@ class AdaptationMethod(nn.Module):
         """(B, 3, H, W) test-view images -> (B, K) logits."""
         raise NotImplementedError
 
+    def view_options(self) -> dict[str, Any]:
+        """Settings of the views this method asks for (e.g. ``num_crops``); see ViewSpec."""
+        return {}
+
     @torch.no_grad()
     def explain(self, images: Tensor) -> list[SaliencyMap]:
         """Saliency maps over the patch grid for figures; methods that draw none return []."""

@@ -41,7 +41,7 @@ from microclip.methods.configs.microclip import (
 from microclip.model.adapter import VisualAdapter, VisualFeatures
 from microclip.ops.fusion import pseudo_label_feature, token_fusion_logits
 from microclip.ops.losses import fairness_loss
-from microclip.ops.ncut import ncut_foreground
+from microclip.ops.ncut import affinity_density, ncut_foreground
 from microclip.ops.prior import dka_pseudo_labels, multiview_prior
 from microclip.ops.soap import SOAP, masked_patch_mean, patch_mean, random_patch
 
@@ -130,20 +130,46 @@ class MicroCLIP(AdaptationMethod):
     def on_epoch_start(self, epoch: int, data) -> None:
         self._fair_running = None  # §8: reset to the plain batch mean every epoch
 
+    def _weak_and_crops(self, weak: Tensor, crops: Tensor | None) -> tuple[VisualFeatures, Tensor | None]:
+        """Weak-view features and the crops' [CLS] (B, V, d) from ONE forward of B (1 + V)
+        images when the prior uses the adapting encoder (the patch tokens only for the weak
+        rows); the frozen-prior ablation runs its own encoder on the crops."""
+        c = self.config
+        if crops is None:
+            return self._features(weak), None
+        b, v = crops.shape[:2]
+        if self.prior_adapter is not None:
+            z = self.prior_adapter(crops.flatten(0, 1)).z_cls.view(b, v, -1)
+            return self._features(weak), z
+        both = torch.cat([weak, crops.flatten(0, 1)])  # (B (1 + V), 3, H, W)
+        feats = self.adapter(
+            both, with_patches=c.use_fg, with_keys=c.use_fg and c.ncut_input == "key_cosine",
+            patch_rows=b,
+        )
+        weak_feats = VisualFeatures(
+            z_cls=feats.z_cls[:b], cls_token=feats.cls_token[:b], patches=feats.patches,
+            keys=feats.keys,
+        )
+        return weak_feats, feats.z_cls[b:].view(b, v, -1)
+
+    @torch.no_grad()
+    def _prior_and_feature(self, batch: dict[str, Tensor], multiview: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """The fixed prior g (B, d), the weak view's [CLS] (B, d) and its fused feature f_w."""
+        weak, z_crops = self._weak_and_crops(batch["weak"], batch["crops"] if multiview else None)
+        _, f_w = self._logits(weak)  # (B, d)
+        prior = multiview_prior(z_crops, weak.z_cls) if multiview else weak.z_cls  # (B, d)
+        return prior, weak.z_cls, f_w
+
+    def _dka(self, prior: Tensor, f_w: Tensor, gamma: float) -> Tensor:
+        c = self.config
+        fixed_head = self.w_llm if c.prior_head == "llm" else F.normalize(self.head, dim=-1)
+        return dka_pseudo_labels(prior, f_w, fixed_head, self.head, gamma=gamma)[0]
+
     @torch.no_grad()
     def pseudo_labels(self, batch: dict[str, Tensor]) -> Tensor:
-        c = self.config
-        weak = self._features(batch["weak"])
-        _, f_w = self._logits(weak)  # (B, d)
-        if c.multiview:
-            crops = batch["crops"]  # (B, V, 3, H, W)
-            encoder = self.prior_adapter or self.adapter
-            z = encoder(crops.flatten(0, 1)).z_cls.view(crops.shape[0], crops.shape[1], -1)
-            prior = multiview_prior(z, weak.z_cls)  # (B, d)
-        else:
-            prior = weak.z_cls
-        labels, _ = dka_pseudo_labels(prior, f_w, self.w_llm, self.head, gamma=c.gamma)
-        return labels
+        """DKA pseudo-labels (§6-§7): gamma (prior x fixed head) + (1 - gamma) (f_w x W*)."""
+        prior, _, f_w = self._prior_and_feature(batch, self.config.multiview)
+        return self._dka(prior, f_w, self.config.gamma)
 
     def training_step(self, batch: dict[str, Tensor], *, step: int, epoch: int) -> StepOutput:
         c = self.config
@@ -178,6 +204,42 @@ class MicroCLIP(AdaptationMethod):
         cls_attention = self.adapter.cls_attention(images)
         out.append(SaliencyMap("cls_attention", "[CLS] attention", "attention", cls_attention))
         return out
+
+    @torch.no_grad()
+    def mechanisms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-image quantities of the mechanism diagnostics (microclip.evaluate.mechanisms):
+        NCut on the test view under both sign rules, zero-shot logits of [CLS], [FG] and
+        their fusion, and pseudo-labels for gamma 0 / 0.5 / 1, single- and multi-view."""
+        c = self.config
+        feats = self.adapter(batch["test"], with_patches=True)
+        patches = feats.patches  # (B, N, D)
+        other = "invert_mask" if c.ncut_sign == "orient_vector" else "orient_vector"
+        cuts = {
+            sign: ncut_foreground(patches, tau=c.tau, eps=c.eps, threshold=c.fiedler_threshold,
+                                  affinity="dot", sign=sign)
+            for sign in (c.ncut_sign, other)
+        }
+        cut = cuts[c.ncut_sign]
+        z_fg, _ = self._fg_embedding(feats)  # (B, d): [FG] as this configuration pools it
+        head = F.normalize(self.head, dim=-1)
+        out = {
+            "density": affinity_density(patches, c.tau),
+            "mask": cut.mask,
+            "mask_other_sign": cuts[other].mask,
+            "eigengap": cut.eigenvalues[:, 2] - cut.eigenvalues[:, 1],
+            "cls_logits": feats.z_cls @ head.T,
+            "fg_logits": z_fg @ head.T,
+            "fused_logits": token_fusion_logits(feats.z_cls, z_fg, self.head, beta=c.beta,
+                                                scale=c.logit_scale),
+        }
+        g, z_weak, f_w = self._prior_and_feature(batch, multiview=True)
+        for view, prior in (("single", z_weak), ("multi", g)):
+            for gamma in (0.0, 0.5, 1.0):
+                out[f"pseudo_{view}_{gamma:g}"] = self._dka(prior, f_w, gamma)
+        return out
+
+    def view_options(self) -> dict[str, Any]:
+        return {"num_crops": self.config.num_crops}
 
     def extra_state(self) -> dict[str, Any]:
         return {"fair_running": self._fair_running, "generator": self._generator.get_state()}

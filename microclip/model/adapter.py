@@ -131,7 +131,10 @@ class VisualAdapter(nn.Module):
         patch_mask: Tensor | None = None,
         mask_token: Tensor | None = None,
         prompts: Tensor | None = None,
+        patch_rows: int | None = None,
     ) -> VisualFeatures:
+        """``patch_rows``: compute patches/keys for the first rows of the batch only (the
+        weak view of a weak + crops forward)."""
         v = self.visual
         blocks = v.transformer.resblocks
         x = self.embed(images, patch_mask=patch_mask, mask_token=mask_token, prompts=prompts)
@@ -141,10 +144,11 @@ class VisualAdapter(nn.Module):
         z_cls = F.normalize(self.project(cls_token), dim=-1)
         first_patch = 1 + (0 if prompts is None else prompts.shape[-2])
         out = VisualFeatures(z_cls=z_cls, cls_token=cls_token)
+        rows = h if patch_rows is None else h[:patch_rows]
         if with_patches:
-            out.patches = v.ln_post(self.value_path(h, blocks[-1]))[:, first_patch:]
+            out.patches = v.ln_post(self.value_path(rows, blocks[-1]))[:, first_patch:]
         if with_keys:
-            out.keys = self.last_block_keys(h, blocks[-1])[:, first_patch:]
+            out.keys = self.last_block_keys(rows, blocks[-1])[:, first_patch:]
         if with_final_tokens:
             out.final_tokens = h_last[:, first_patch:]
         return out
@@ -162,11 +166,11 @@ class VisualAdapter(nn.Module):
 
     @staticmethod
     def last_block_keys(h: Tensor, block: nn.Module) -> Tensor:
+        """ln_1(h) W_k^T without the key bias, as the release computes NCut's key input (the
+        bias adds the same vector to every key, which shifts every cosine)."""
         attn: nn.MultiheadAttention = block.attn
         width = h.shape[-1]
-        w_k = attn.in_proj_weight[width : 2 * width]
-        b_k = attn.in_proj_bias[width : 2 * width] if attn.in_proj_bias is not None else None
-        return F.linear(block.ln_1(h), w_k, b_k)
+        return F.linear(block.ln_1(h), attn.in_proj_weight[width : 2 * width])
 
     @torch.no_grad()
     def cls_attention(self, images: Tensor) -> Tensor:

@@ -37,13 +37,14 @@ from torch import Tensor
 
 from microclip.ops.soap import masked_patch_mean
 
-__all__ = ["NCutResult", "ncut_foreground"]
+__all__ = ["NCutResult", "affinity_density", "ncut_foreground"]
 
 
 class NCutResult(NamedTuple):
     mask: Tensor  # (B, N) bool, foreground tokens
     query: Tensor  # (B, D) saliency query, in the dtype of the patches
     fiedler: Tensor  # (B, N) second-smallest eigenvector in eigh_dtype, detached
+    eigenvalues: Tensor  # (B, N) of the normalised Laplacian, ascending (diagnostics)
 
 
 def ncut_foreground(
@@ -72,7 +73,7 @@ def ncut_foreground(
         eigh_dtype: dtype of the affinity, Laplacian and eigensolve (float64 or float32).
 
     Returns:
-        NCutResult(mask (B, N) bool, query (B, D), fiedler (B, N)).
+        NCutResult(mask (B, N) bool, query (B, D), fiedler (B, N), eigenvalues (B, N)).
 
     The eigenproblem runs in ``eigh_dtype`` whatever the input dtype (bf16 included), with one
     batched ``torch.linalg.eigh`` call for the whole batch.
@@ -108,7 +109,7 @@ def ncut_foreground(
     laplacian = inv_sqrt.unsqueeze(-1) * laplacian * inv_sqrt.unsqueeze(-2)  # (B, N, N)
 
     # 3. Fiedler vector: eigenvector of the second-smallest eigenvalue (eigh sorts ascending).
-    _, vectors = torch.linalg.eigh(laplacian)  # (B, N, N), columns are eigenvectors
+    values, vectors = torch.linalg.eigh(laplacian)  # (B, N), (B, N, N): columns are vectors
     fiedler = vectors[..., 1]  # (B, N)
     seed = fiedler.abs().argmax(dim=-1, keepdim=True)  # (B, 1) s = argmax_i |f_i|
     if sign == "orient_vector":
@@ -127,4 +128,17 @@ def ncut_foreground(
 
     # 6. Saliency query: masked mean of the (non-detached) tokens.
     query = masked_patch_mean(patches, mask)  # (B, D)
-    return NCutResult(mask=mask, query=query, fiedler=fiedler)
+    return NCutResult(mask=mask, query=query, fiedler=fiedler, eigenvalues=values)
+
+
+def affinity_density(patches: Tensor, tau: float) -> Tensor:
+    """Share of ordered token pairs i != j whose raw dot product exceeds tau: (B, N, D) -> (B,).
+
+    1.0 means NCut's graph is complete, L_sym = I - 11^T/N, and the Fiedler vector is
+    whatever the solver returns.
+    """
+    x = patches.detach().double()
+    s = x @ x.transpose(1, 2)  # (B, N, N)
+    n = s.shape[-1]
+    above = (s > tau).double().sum(dim=(1, 2)) - (torch.diagonal(s, dim1=1, dim2=2) > tau).sum(1)
+    return above / (n * (n - 1))  # (B,)

@@ -69,6 +69,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def cmd_diagnostics(args: argparse.Namespace) -> int:
+    from microclip.report.diagnostics import make_diagnostics_table
+
+    make_diagnostics_table(args.diagnostics, args.grid, args.out)
+    return 0
+
+
+def cmd_readme(args: argparse.Namespace) -> int:
+    from microclip.report.readme import write_readme
+
+    section = write_readme(Path(args.run), Path(args.readme),
+                           compare=Path(args.compare) if args.compare else None)
+    print(section)
+    return 0
+
+
 def register_commands(add: AddCommand) -> None:
     grid_help = "results/<run>/grid.json (rule write_grid): the tables' runs, order and names"
 
@@ -104,3 +120,16 @@ def register_commands(add: AddCommand) -> None:
         required=True,
         help="images drawn (columns); config saliency.max_images",
     )
+
+    p = add("diagnostics-table", cmd_diagnostics,
+            "the mechanism-diagnostics table (CSV/MD/LaTeX/HTML) from diagnose's JSON files")
+    p.add_argument("diagnostics", nargs="+", help="diagnostics JSON files, in table order")
+    p.add_argument("--grid", required=True, help=grid_help)
+    p.add_argument("--out", required=True, help="file stem, e.g. results/<run>/tables/diagnostics")
+
+    p = add("readme", cmd_readme,
+            "write the README's demo section (between its demo markers) from a finished run")
+    p.add_argument("run", help="the run folder, e.g. results/demo")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--compare", default=None,
+                   help="a second run of the same config (other threads or machine): tolerance")

@@ -17,7 +17,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from microclip.data.base import Manifest, read_manifest
-from microclip.data.images import ManifestImages
+from microclip.data.cache import ImageCache
+from microclip.data.device_views import collate_device_batch, render_views
+from microclip.data.images import (
+    DeviceManifestImages,
+    ManifestImages,
+    load_image,
+    load_image_uint8,
+)
 from microclip.data.views import Views, ViewSpec
 from microclip.errors import RunError
 from microclip.evaluate.score import Score, score
@@ -61,6 +68,22 @@ def effective_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
+class RenderedBatches:
+    """A DataLoader of uint8 images + view parameters whose batches come out rendered:
+    crops, resizes, flips, RandAugment and normalisation run batched on ``device``."""
+
+    def __init__(self, loader: DataLoader, names: tuple[str, ...], spec: ViewSpec,
+                 device: torch.device) -> None:
+        self.loader, self.names, self.spec, self.device = loader, names, spec, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield render_views(batch, self.names, self.spec, self.device)
+
+
 def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % (2**32)
     random.seed(seed)
@@ -77,6 +100,7 @@ class RunContext:
         manifest_dir: Path,
         prototypes_path: Path,
         placement: Placement | None = None,
+        image_cache: Path | None = None,
     ) -> None:
         self.spec = spec
         self.placement = placement = placement or Placement()
@@ -87,6 +111,7 @@ class RunContext:
             torch.backends.cuda.matmul.allow_tf32 = spec.tf32
             torch.backends.cudnn.allow_tf32 = spec.tf32
         self.manifest: Manifest = read_manifest(Path(manifest_dir))
+        self.image_cache = self._open_cache(image_cache)
         self.prototypes = TextPrototypes.load(Path(prototypes_path))
         if self.prototypes.classes != self.manifest.classes:
             raise RunError(
@@ -119,16 +144,40 @@ class RunContext:
             mean=tuple(pre.get("mean", ViewSpec.mean)),
             std=tuple(pre.get("std", ViewSpec.std)),
             test_crop=spec.test_crop,
+            **self.method.view_options(),
         )
         self._test_batches: list[dict] | None = None
         self.fingerprint = spec.fingerprint(self.prototypes.meta.get("key"), precision=self.precision)
 
     # -- data ---------------------------------------------------------------------------------
+    def _open_cache(self, folder: Path | None) -> ImageCache | None:
+        if self.spec.image_cache is None:
+            return None
+        if folder is None:
+            raise RunError(
+                f"run {self.spec.method}/{self.spec.dataset}: the spec reads an image cache "
+                f"(prepare.image_cache) but none was given; run rule cache_images"
+            )
+        cache = ImageCache.open(Path(folder))
+        if cache.short_side != self.spec.image_cache:
+            raise RunError(f"{folder}: image cache short side {cache.short_side}, the spec's "
+                           f"{self.spec.image_cache}; rerun rule cache_images")
+        return cache
+
     def loader(self, samples, views, *, shuffle: bool, epoch: int, batch_size: int,
-               drop_last: bool = False) -> DataLoader:
+               drop_last: bool = False):
+        """Batches of the requested views; on the device path rendered on this run's device.
+
+        Either way a batch is {view: (B, ...) float tensor, "label", "index"}."""
         generator = torch.Generator().manual_seed(self.spec.seed * 7_919 + epoch)
-        return DataLoader(
-            ManifestImages(samples, Views(self.view_spec, views)),
+        if self.spec.views == "device":
+            decode = self.image_cache.tensor if self.image_cache else load_image_uint8
+            dataset = DeviceManifestImages(samples, self.view_spec, views, loader=decode)
+        else:
+            decode = self.image_cache if self.image_cache else load_image
+            dataset = ManifestImages(samples, Views(self.view_spec, views), loader=decode)
+        batches = DataLoader(
+            dataset,
             batch_size=batch_size,
             shuffle=shuffle,
             drop_last=drop_last and len(samples) >= batch_size,
@@ -137,7 +186,11 @@ class RunContext:
             worker_init_fn=_seed_worker,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
+            collate_fn=collate_device_batch if self.spec.views == "device" else None,
         )
+        if self.spec.views == "device":
+            return RenderedBatches(batches, tuple(views), self.view_spec, self.device)
+        return batches
 
     def train_data(self) -> TrainData:
         def make(views, *, shuffle, epoch, drop_last):

@@ -29,6 +29,7 @@ from microclip.runner.provenance import git_commit, package_versions
 from microclip.spec import RunSpec
 from microclip.text.descriptions import load_descriptions
 from microclip.text.prototypes import TextPrototypes, build_prototypes, prototype_key
+from microclip.train.checkpoint import seed_everything
 from microclip.train.loop import fit
 
 log = logging.getLogger(__name__)
@@ -86,13 +87,14 @@ def adapt(
     checkpoint_path: Path,
     out_metrics: Path | None = None,
     placement: Placement | None = None,
+    image_cache: Path | None = None,
     stop_after_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Fit one run (resuming from ``checkpoint_path``) and save the state to report; with
     ``out_metrics``, score it in the same process and write its RunRecord there."""
     start = time.perf_counter()
     ctx = RunContext(spec, manifest_dir=manifest_dir, prototypes_path=prototypes_path,
-                     placement=placement or Placement())
+                     placement=placement, image_cache=image_cache)
     settings = ctx.settings
     evaluate_fn = (lambda m: ctx.test_score(m).top1) if spec.eval_each_epoch else None
     result = fit(
@@ -201,11 +203,12 @@ def evaluate(
     adapted_state: Path,
     out_metrics: Path,
     placement: Placement | None = None,
+    image_cache: Path | None = None,
 ) -> RunRecord:
     """Score the adapted state on the test split and write one flat metrics.json."""
     start = time.perf_counter()
     ctx = RunContext(spec, manifest_dir=manifest_dir, prototypes_path=prototypes_path,
-                     placement=placement or Placement())
+                     placement=placement, image_cache=image_cache)
     saved = _load_adapted(ctx, adapted_state)
     record = run_record(ctx, saved, started=start, other_s=saved["adapt_wall_s"])
     record.write(out_metrics)
@@ -222,6 +225,7 @@ def explain(
     out_npz: Path,
     max_images: int,
     placement: Placement | None = None,
+    image_cache: Path | None = None,
 ) -> Path:
     """The method's saliency maps (``AdaptationMethod.explain``) on the first test images.
 
@@ -231,7 +235,7 @@ def explain(
     import numpy as np
 
     ctx = RunContext(spec, manifest_dir=manifest_dir, prototypes_path=prototypes_path,
-                     placement=placement or Placement())
+                     placement=placement, image_cache=image_cache)
     if not spec.declaration.explains:
         raise RunError(f"method '{spec.method}' ({spec.base_method}) draws no saliency maps")
     _load_adapted(ctx, adapted_state)
@@ -252,3 +256,108 @@ def explain(
     arrays["maps"] = np.array(json.dumps(index))
     atomic_write_with(out_npz, lambda handle: np.savez_compressed(handle, **arrays), binary=True)
     return Path(out_npz)
+
+
+# -- mechanism diagnostics -------------------------------------------------------------------
+def diagnose(
+    spec: RunSpec,
+    *,
+    manifest_dir: Path,
+    prototypes_path: Path,
+    out_json: Path,
+    max_images: int,
+    placement: Placement | None = None,
+    image_cache: Path | None = None,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """microCLIP's mechanisms on the initial backbone, over (up to ``max_images`` of) the
+    unlabelled train split; labels only score the pseudo-labels. Writes ``out_json``.
+
+    NCut (affinity density, foreground size, fixed-position collapse, eigengap, agreement of
+    the two sign rules), zero-shot of [CLS], [FG] and their fusion, pseudo-label accuracy at
+    initialisation for gamma 0 / 0.5 / 1 from one view and from the crops, and where the
+    manifest has object boxes the IoU of the NCut foreground with the object's patches
+    beside a random mask of the same size.
+    """
+    from microclip.evaluate import mechanisms as mech
+
+    start = time.perf_counter()
+    ctx = RunContext(spec, manifest_dir=manifest_dir, prototypes_path=prototypes_path,
+                     placement=placement, image_cache=image_cache)
+    method = ctx.method
+    if not hasattr(method, "mechanisms"):
+        raise RunError(f"method '{spec.method}' ({spec.base_method}) has no mechanism diagnostics")
+    samples = ctx.manifest.train
+    if len(samples) > max_images:  # a seeded, spread-out subset
+        keep = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0))[:max_images]
+        samples = [samples[i] for i in sorted(keep.tolist())]
+    method.eval()
+    seed_everything(spec.seed)  # the weak crops and the 8 crops are random: fix them
+    loader = ctx.loader(samples, ("test", "weak", "crops"), shuffle=False, epoch=0,
+                        batch_size=batch_size)
+    parts: dict[str, list[torch.Tensor]] = {}
+    labels: list[torch.Tensor] = []
+    for batch in loader:
+        views = {k: batch[k].to(ctx.device) for k in ("test", "weak", "crops")}
+        for key, value in method.mechanisms(views).items():
+            parts.setdefault(key, []).append(value.detach().cpu())
+        labels.append(batch["label"])
+    got = {k: torch.cat(v) for k, v in parts.items()}
+    y = torch.cat(labels)
+    n_tokens = got["mask"].shape[1]
+    pseudo = {
+        view: {f"{g:g}": mech.accuracy(got[f"pseudo_{view}_{g:g}"], y) for g in (0.0, 0.5, 1.0)}
+        for view in ("single", "multi")
+    }
+    report: dict[str, Any] = {
+        "dataset": spec.dataset,
+        "backbone": spec.backbone,
+        "model": spec.model,
+        "method": spec.method,
+        "n_images": len(y),
+        "settings": {k: spec.options[k] for k in ("tau", "eps", "fiedler_threshold", "ncut_sign",
+                                                   "beta", "num_crops")},
+        "ncut": {
+            "affinity_density": mech.distribution(got["density"]),
+            "foreground_share": mech.distribution(got["mask"].double().mean(-1)),
+            "fixed_position_collapse": mech.most_common_mask_share(got["mask"]),
+            "eigengap": mech.distribution(got["eigengap"]),
+            "sign_rules_agree": float((got["mask"] == got["mask_other_sign"]).all(-1).double().mean()),
+            "sign_rules_iou": float(mech.mask_iou(got["mask"], got["mask_other_sign"]).mean()),
+            "tokens": n_tokens,
+        },
+        "zero_shot": {
+            name: mech.accuracy(got[f"{name}_logits"].argmax(-1), y) for name in ("cls", "fg", "fused")
+        },
+        "pseudo_labels": pseudo,
+        # gamma = 1 is the fixed prior alone: from the crops, or from the weak view's [CLS]
+        "crop_prior": pseudo["multi"]["1"],
+        "weak_cls_prior": pseudo["single"]["1"],
+        "object_iou": _object_iou(samples, got["mask"], ctx, mech),
+        "wall_s": time.perf_counter() - start,
+    }
+    atomic_write_json(out_json, report)
+    return report
+
+
+def _object_iou(samples, masks: torch.Tensor, ctx: RunContext, mech) -> dict[str, float] | None:
+    """IoU of the NCut foreground with the object's patches, and of a random mask of the
+    same size (None when the manifest has no boxes)."""
+    from PIL import Image
+
+    if not samples or any(s.box is None for s in samples):
+        return None
+    size = ctx.view_spec.image_size
+    boxes = []
+    for sample in samples:
+        with Image.open(sample.path) as image:
+            w, h = image.size
+        boxes.append(mech.view_box(sample.box, (h, w), size))
+    grid = ctx.method.adapter.grid_size
+    objects = mech.box_patch_mask(torch.tensor(boxes), grid, size)  # (n, N)
+    random = mech.random_masks_like(masks, torch.Generator().manual_seed(0))
+    return {
+        "ncut": float(mech.mask_iou(masks, objects).mean()),
+        "random_same_size": float(mech.mask_iou(random, objects).mean()),
+        "object_share": float(objects.double().mean()),
+    }

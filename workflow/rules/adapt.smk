@@ -11,6 +11,7 @@ rule adapt_method:
         unpack(get_manifest),
         prototypes=get_prototypes,
         weights=get_weights_input,
+        image_cache=get_image_cache,
     output:
         adapted=f"{RUN_DIR}/adapted.pt",
         epochs=f"{RUN_DIR}/epochs.jsonl",
@@ -21,16 +22,18 @@ rule adapt_method:
         microclip=MICROCLIP,
         spec=get_spec,
         placement=placement,
+        image_cache=image_cache_arg,
         manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
         checkpoint=lambda wildcards: f"{grid.run_dir(config, _run(wildcards))}/checkpoint.pt",
     threads: RUNTIME["threads"]
     resources:
         gpu=GPU_PER_JOB,
-        mem_mb=RUNTIME["mem_mb"],
+        mem_mb=grid.job_mem_mb(config, "adapt_method"),
+        runtime=grid.job_minutes(config, "adapt_method"),
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.microclip} adapt --spec {params.spec:q} {params.placement} "
+        "{params.microclip} adapt --spec {params.spec:q} {params.placement} {params.image_cache} "
         "--manifest {params.manifest:q} --prototypes {input.prototypes:q} "
         "--out {output.adapted:q} --epoch-log {output.epochs:q} --metrics {output.metrics:q} "
         "--checkpoint {params.checkpoint:q} > {log} 2>&1"

@@ -91,6 +91,17 @@ def get_dataset_root(wildcards):
     return f"{config['data_root']}/{wildcards.dataset}"
 
 
+def get_image_cache(wildcards):
+    """The dataset's decoded-image cache when prepare.image_cache is on (rule cache_images)."""
+    if not config["prepare"]["image_cache"]:
+        return []
+    return [f"{grid.manifest_dir(config, wildcards.dataset)}/images"]
+
+
+def image_cache_arg(wildcards, input):
+    return f"--image-cache {input.image_cache}" if input.get("image_cache") else ""
+
+
 def get_custom_entry(wildcards):
     """A custom dataset's config entry as JSON; {} for a registered dataset."""
     return json.dumps(grid.custom_entry(config, wildcards.dataset) or {}, sort_keys=True)
@@ -133,6 +144,16 @@ def get_saliency_run(wildcards):
                     int(config["seeds"][0]))
 
 
+def get_diagnosed_run(wildcards):
+    """The grid cell whose settings the diagnostics use: `diagnostics.method`, first seed."""
+    return grid.Run(config["diagnostics"]["method"], wildcards.dataset, wildcards.backbone,
+                    int(config["seeds"][0]))
+
+
+def diagnostics_files():
+    return [grid.diagnostics_file(config, d, b) for d, b in grid.diagnosed_pairs(config)]
+
+
 # -- report ------------------------------------------------------------------------------------
 def report_targets():
     saliency = [
@@ -147,6 +168,7 @@ def report_targets():
         f"{RESULTS}/tables/datasets",
         f"{RESULTS}/tables/ablations",
         f"{RESULTS}/tables/provenance.html",
+        f"{RESULTS}/tables/diagnostics.html",
         f"{RESULTS}/plots/accuracy",
         f"{RESULTS}/plots/overview",
         f"{RESULTS}/plots/epochs",

@@ -28,9 +28,35 @@ rule prepare_dataset:
         ),
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=grid.job_mem_mb(config, "prepare_dataset"),
+        runtime=grid.job_minutes(config, "prepare_dataset"),
     conda:
         "../../envs/torch.yaml"
     shell:
         "{params.microclip} prepare --dataset {wildcards.dataset} --root {params.root:q} "
         "--out {params.out:q} --custom {params.custom:q} {params.flags} > {log} 2>&1"
+
+
+# Decoded images, once per dataset (config prepare.image_cache): uint8 pixels at a short side
+# that keeps the 224 px views sharp, read through a memory map by every run of the dataset;
+# keyed by the images' paths, sizes and modification times and verified when a run opens it.
+rule cache_images:
+    input:
+        unpack(get_manifest),
+    output:
+        cache=directory(f"{RESULTS}/data/{{dataset}}/images"),
+    log:
+        f"logs/{RUN}/cache_images/{{dataset}}.log",
+    params:
+        microclip=MICROCLIP,
+        manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
+        short_side=config["prepare"]["cache_short_side"],
+    threads: RUNTIME["threads"]  # decoding threads (never above a node: sbatch refuses)
+    resources:
+        mem_mb=grid.job_mem_mb(config, "cache_images"),
+        runtime=grid.job_minutes(config, "cache_images"),
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "{params.microclip} cache --manifest {params.manifest:q} --out {output.cache:q} "
+        "--short-side {params.short_side} --workers {threads} > {log} 2>&1"

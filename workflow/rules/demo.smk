@@ -20,7 +20,8 @@ rule pretrain_demo_clip:
         seed=config["demo"]["seed"],
     threads: config["demo"]["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=grid.job_mem_mb(config, "pretrain_demo_clip"),
+        runtime=grid.job_minutes(config, "pretrain_demo_clip"),
     conda:
         "../../envs/torch.yaml"
     shell:

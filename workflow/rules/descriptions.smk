@@ -39,6 +39,8 @@ rule fetch_descriptions:
     threads: 1
     resources:
         network=1,
+        mem_mb=grid.job_mem_mb(config, "fetch_descriptions"),
+        runtime=grid.job_minutes(config, "fetch_descriptions"),
     conda:
         "../../envs/llm.yaml"
     shell:
@@ -67,6 +69,8 @@ rule describe:
     threads: 1
     resources:
         llm_api=1,
+        mem_mb=grid.job_mem_mb(config, "describe"),
+        runtime=grid.job_minutes(config, "describe"),
     conda:
         "../../envs/llm.yaml"
     shell:

@@ -9,6 +9,7 @@ rule explain_saliency:
         unpack(get_manifest),
         prototypes=lambda wildcards: get_prototypes(get_saliency_run(wildcards)),
         weights=get_weights_input,
+        image_cache=get_image_cache,
         adapted=lambda wildcards: f"{grid.run_dir(config, get_saliency_run(wildcards))}/adapted.pt",
     output:
         npz=f"{RESULTS}/saliency/{{backbone}}/{{dataset}}.npz",
@@ -18,16 +19,18 @@ rule explain_saliency:
         microclip=MICROCLIP,
         spec=lambda wildcards: get_spec(get_saliency_run(wildcards)),
         placement=placement,
+        image_cache=image_cache_arg,
         manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
         max_images=config["saliency"]["max_images"],
     threads: RUNTIME["threads"]
     resources:
         gpu=GPU_PER_JOB,
-        mem_mb=RUNTIME["mem_mb"],
+        mem_mb=grid.job_mem_mb(config, "explain_saliency"),
+        runtime=grid.job_minutes(config, "explain_saliency"),
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.microclip} explain --spec {params.spec:q} {params.placement} "
+        "{params.microclip} explain --spec {params.spec:q} {params.placement} {params.image_cache} "
         "--manifest {params.manifest:q} --prototypes {input.prototypes:q} "
         "--adapted {input.adapted:q} --out {output.npz:q} --max-images {params.max_images} "
         "> {log} 2>&1"

@@ -25,7 +25,8 @@ rule build_prototypes:
     threads: 2
     resources:
         gpu=GPU_PER_JOB,
-        mem_mb=8000,
+        mem_mb=grid.job_mem_mb(config, "build_prototypes"),
+        runtime=grid.job_minutes(config, "build_prototypes"),
     conda:
         "../../envs/torch.yaml"
     shell:

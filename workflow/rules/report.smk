@@ -19,7 +19,8 @@ rule write_grid:
         grid=json.dumps(grid.report_grid(config), sort_keys=True),
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=grid.job_mem_mb(config, "write_grid"),
+        runtime=grid.job_minutes(config, "write_grid"),
     conda:
         "../../envs/report.yaml"
     shell:
@@ -43,7 +44,8 @@ rule collect_results:
         quiet="" if config["report"]["summary"] else "--quiet",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=grid.job_mem_mb(config, "collect_results"),
+        runtime=grid.job_minutes(config, "collect_results"),
     conda:
         "../../envs/report.yaml"
     shell:
@@ -97,12 +99,43 @@ rule make_tables:
         out=lambda wildcards, output: os.path.dirname(output.main),
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=grid.job_mem_mb(config, "make_tables"),
+        runtime=grid.job_minutes(config, "make_tables"),
     conda:
         "../../envs/report.yaml"
     shell:
         "{params.microclip} tables --runs {input.runs:q} --grid {input.grid:q} "
         "--published {input.published:q} --out {params.out:q} > {log} 2>&1"
+
+
+rule make_diagnostics_table:
+    input:
+        diagnostics=diagnostics_files(),
+        grid=f"{RESULTS}/grid.json",
+    output:
+        html=report(
+            f"{RESULTS}/tables/diagnostics.html",
+            caption="../report/diagnostics.rst",
+            category="Diagnostics",
+            labels={"table": "mechanism diagnostics"},
+        ),
+        csv=f"{RESULTS}/tables/diagnostics.csv",
+        md=f"{RESULTS}/tables/diagnostics.md",
+        tex=f"{RESULTS}/tables/diagnostics.tex",
+    log:
+        f"logs/{RUN}/make_diagnostics_table.log",
+    params:
+        microclip=MICROCLIP,
+        stem=lambda wildcards, output: os.path.splitext(output.html)[0],
+    threads: 1
+    resources:
+        mem_mb=grid.job_mem_mb(config, "make_diagnostics_table"),
+        runtime=grid.job_minutes(config, "make_diagnostics_table"),
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "{params.microclip} diagnostics-table {input.diagnostics:q} --grid {input.grid:q} "
+        "--out {params.stem:q} > {log} 2>&1"
 
 
 rule make_plots:
@@ -158,7 +191,8 @@ rule make_plots:
         out=lambda wildcards, output: os.path.dirname(output.accuracy),
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=grid.job_mem_mb(config, "make_plots"),
+        runtime=grid.job_minutes(config, "make_plots"),
     conda:
         "../../envs/report.yaml"
     shell:
@@ -186,7 +220,8 @@ rule plot_saliency:
         title=lambda wildcards: f"{wildcards.dataset} / {wildcards.backbone}",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=grid.job_mem_mb(config, "plot_saliency"),
+        runtime=grid.job_minutes(config, "plot_saliency"),
     conda:
         "../../envs/report.yaml"
     shell:

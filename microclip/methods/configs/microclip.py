@@ -32,7 +32,8 @@ class MicroCLIPConfig:
     num_crops: int = 8
     prior_encoder: Literal["adapting", "frozen"] = "adapting"
     # §7 DKA
-    gamma: float = 0.5  # weight of the fixed (prior x W_LLM) logits
+    gamma: float = 0.5  # weight of the fixed (prior x head) logits
+    prior_head: Literal["llm", "w_star"] = "llm"  # head of the fixed term: W_LLM (DKA) or W*
     # §5 heads
     head_init: Literal["descriptions", "templates"] = "descriptions"
     train_head: bool = True  # False: W* stays at its initialisation
@@ -53,10 +54,17 @@ class CLSSelfTrainConfig(MicroCLIPConfig):
 
 @dataclass
 class MultiviewCLSSelfTrainConfig(MicroCLIPConfig):
-    """Multi-view prior + DKA pseudo-labels, but [CLS]-only features and loss."""
+    """Multi-view prior pseudo-labels, [CLS]-only features and loss.
+
+    Defaults follow the release's baseline of this name (``--wca_baseline``): pseudo-labels
+    from the multi-view prior and the learnable head alone, g W*. ``gamma: 0.5`` with
+    ``prior_head: llm`` gives the suite's earlier DKA form, 0.5 g W_LLM + 0.5 z_cls W*.
+    """
 
     use_fg: bool = False
     multiview: bool = True
+    gamma: float = 1.0
+    prior_head: Literal["llm", "w_star"] = "w_star"
 
 
 declare_method(
