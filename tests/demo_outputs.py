@@ -39,3 +39,11 @@ def check_reduced_demo_outputs(run: Path) -> None:
     assert any((run / "tables" / "main").glob("*.md"))
     assert any((run / "plots" / "overview").glob("*.png"))
     assert (run / "plots" / "saliency" / "demo-clip" / "fashion_shift.png").is_file()
+    # the mechanism diagnostics ran on both datasets; the demo's scenes know their objects
+    for dataset in ("fashion_shift", "footwear"):
+        diag = json.loads((run / "diagnostics" / dataset / "demo-clip.json").read_text())
+        assert 0.0 <= diag["ncut"]["affinity_density"]["median"] <= 1.0, diag["ncut"]
+        assert diag["n_images"] > 0 and diag["zero_shot"]["cls"] > 10.0, diag
+    assert json.loads((run / "diagnostics" / "fashion_shift" / "demo-clip.json").read_text())[
+        "object_iou"] is not None
+    assert (run / "tables" / "diagnostics.md").is_file()

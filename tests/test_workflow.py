@@ -54,6 +54,8 @@ def test_paper_dry_run_plans_data_descriptions_and_prototypes(paper_plan):
     assert paper_plan["build_prototypes"] == 36
     assert "pretrain_demo_clip" not in paper_plan
     assert paper_plan["explain_saliency"] == 3 and paper_plan["plot_saliency"] == 3
+    # mechanism diagnostics: one job per dataset x backbone (B/32 and B/16 x 13, L/14 x 5)
+    assert paper_plan["diagnose_mechanisms"] == 31 and paper_plan["make_diagnostics_table"] == 1
 
 
 def test_paper_dry_run_plans_tables_plots_and_report(paper_plan):
