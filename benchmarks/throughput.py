@@ -143,14 +143,9 @@ def measure_end_to_end(
 
     from microclip.data.base import Sample
     from microclip.data.cache import ImageCache, build_image_cache
-    from microclip.data.device_views import collate_device_batch, render_views
-    from microclip.data.images import (
-        DeviceManifestImages,
-        ManifestImages,
-        load_image,
-        load_image_uint8,
-    )
-    from microclip.data.views import Views, ViewSpec
+    from microclip.data.device_views import render_views
+    from microclip.data.images import view_dataset
+    from microclip.data.views import ViewSpec
 
     torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -168,13 +163,7 @@ def measure_end_to_end(
         write_manifest(Manifest(["x"], samples, samples[:1]), images / "manifest")
         build_image_cache(images / "manifest", images / f"cache{2 * size}", short_side=2 * size)
         image_cache = ImageCache.open(images / f"cache{2 * size}")
-    if views == "device":
-        decode = image_cache.tensor if image_cache else load_image_uint8
-        dataset = DeviceManifestImages(samples, spec, names, loader=decode)
-        collate = collate_device_batch
-    else:
-        dataset = ManifestImages(samples, Views(spec, names), loader=image_cache or load_image)
-        collate = None
+    dataset, collate = view_dataset(samples, spec, names, path=views, image_cache=image_cache)
     loader = DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=collate,
                         pin_memory=dev.type == "cuda")
     m = optimizer = None

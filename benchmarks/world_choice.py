@@ -17,22 +17,16 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from microclip.config import load_config
 from microclip.data.base import Manifest, write_manifest
 from microclip.data.fashion_shift import (
-    ADAPT_PER_CLASS,
-    SOURCE_END,
     SOURCE_STYLE,
     TARGET_STYLE,
     WORLD_SEED,
     FashionShift,
-    _samples,
-    _write_pngs,
-    balanced_subset,
-    compose_scenes,
     load_split,
+    target_split_ids,
+    write_scenes,
 )
 from microclip.runner import diagnose
 from microclip.runner.context import Placement
@@ -51,11 +45,10 @@ CANDIDATES = {
 def adaptation_scenes(root: Path, out: Path, style) -> Path:
     """The demo's adaptation items (same ids as prepare_dataset, seed 0) in ``style``."""
     train_x, train_y = load_split(root, train=True)
-    held_out = np.arange(SOURCE_END, len(train_y))
-    ids = held_out[balanced_subset(train_y[held_out], ADAPT_PER_CLASS, seed=0)]
-    scenes, boxes = compose_scenes(train_x[ids], style, seed=[WORLD_SEED, 1])
-    paths = _write_pngs(scenes, out / "images", ids)
-    samples = _samples(paths, train_y[ids], boxes)
+    _, test_y = load_split(root, train=False)
+    adapt_ids, _ = target_split_ids(train_y, test_y, seed=0)
+    samples = write_scenes(train_x, train_y, adapt_ids, style, seed=[WORLD_SEED, 1],
+                           folder=out / "images")
     write_manifest(Manifest(FashionShift().classes(), samples, samples[:1]), out / "manifest")
     return out / "manifest"
 

@@ -233,10 +233,26 @@ def _write_pngs(images: np.ndarray, folder: Path, ids: np.ndarray) -> list[str]:
     return paths
 
 
-def _samples(paths: list[str], labels: np.ndarray, boxes: np.ndarray) -> list[Sample]:
+def target_split_ids(
+    train_y: np.ndarray, test_y: np.ndarray, *, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Item ids of the demo's unlabelled adaptation split (class-balanced, from the held-out
+    train[SOURCE_END:]) and of its scored test split (class-balanced test items)."""
+    held_out = np.arange(SOURCE_END, len(train_y))
+    adapt_ids = held_out[balanced_subset(train_y[held_out], ADAPT_PER_CLASS, seed=seed)]
+    return adapt_ids, balanced_subset(test_y, TEST_PER_CLASS, seed=seed)
+
+
+def write_scenes(
+    items: np.ndarray, labels: np.ndarray, ids: np.ndarray, style: SceneStyle, *,
+    seed: list[int], folder: Path,
+) -> list[Sample]:
+    """Scenes of ``items[ids]`` in ``style`` written as ``folder/<id>.png``, as boxed samples."""
+    scenes, boxes = compose_scenes(items[ids], style, seed=seed)
+    paths = _write_pngs(scenes, folder, ids)
     return [
         Sample(p, int(y), tuple(float(v) for v in b))
-        for p, y, b in zip(paths, labels, boxes, strict=True)
+        for p, y, b in zip(paths, labels[ids], boxes, strict=True)
     ]
 
 
@@ -263,23 +279,17 @@ class FashionShift(DatasetSpec):
         # The folder name carries the world's version and seed: generated files are keyed
         # by content, so a changed world never reuses old images.
         target = root / f"scenes-v{WORLD_VERSION}-s{WORLD_SEED}-p{seed}"
-        held_out = np.arange(SOURCE_END, len(train_y))
-        adapt_ids = held_out[balanced_subset(train_y[held_out], ADAPT_PER_CLASS, seed=seed)]
-        test_ids = balanced_subset(test_y, TEST_PER_CLASS, seed=seed)
-        adapt, adapt_boxes = compose_scenes(train_x[adapt_ids], TARGET_STYLE, seed=[WORLD_SEED, 1])
-        test, test_boxes = compose_scenes(test_x[test_ids], TARGET_STYLE, seed=[WORLD_SEED, 2])
-        adapt_paths = _write_pngs(adapt, target / "adapt", adapt_ids)
-        test_paths = _write_pngs(test, target / "test", test_ids)
+        adapt_ids, test_ids = target_split_ids(train_y, test_y, seed=seed)
+        adapt = write_scenes(train_x, train_y, adapt_ids, TARGET_STYLE, seed=[WORLD_SEED, 1],
+                             folder=target / "adapt")
+        test = write_scenes(test_x, test_y, test_ids, TARGET_STYLE, seed=[WORLD_SEED, 2],
+                            folder=target / "test")
         atomic_write_json(target / "world.json", {
             "version": WORLD_VERSION, "seed": WORLD_SEED, "canvas": CANVAS,
             "object_scale": OBJECT_SCALE, "source_style": SOURCE_STYLE.__dict__,
             "target_style": TARGET_STYLE.__dict__,
         })
-        return Manifest(
-            classes=self.classes(),
-            train=_samples(adapt_paths, train_y[adapt_ids], adapt_boxes),
-            test=_samples(test_paths, test_y[test_ids], test_boxes),
-        )
+        return Manifest(classes=self.classes(), train=adapt, test=test)
 
 
 DATASETS.add(FashionShift.key, FashionShift())
@@ -311,9 +321,8 @@ def write_folder_dataset(
     root, out = Path(root), Path(out)
     train_x, train_y = load_split(root, train=True)
     test_x, test_y = load_split(root, train=False)
+    used_adapt, used_test = target_split_ids(train_y, test_y, seed=seed)
     held_out = np.arange(SOURCE_END, len(train_y))
-    used_adapt = held_out[balanced_subset(train_y[held_out], ADAPT_PER_CLASS, seed=seed)]
-    used_test = balanced_subset(test_y, TEST_PER_CLASS, seed=seed)
     pools = {
         "train": (train_x, train_y, np.setdiff1d(held_out, used_adapt), train_per_class, 4),
         "test": (test_x, test_y, np.setdiff1d(np.arange(len(test_y)), used_test),
@@ -324,6 +333,6 @@ def write_folder_dataset(
         for name in classes:
             label = all_classes.index(name)
             ids = np.sort(rng.choice(pool[labels[pool] == label], size=per_class, replace=False))
-            scenes, _ = compose_scenes(items[ids], TARGET_STYLE, seed=[WORLD_SEED, stream, label])
-            _write_pngs(scenes, out / split / name.replace(" ", "_"), ids)
+            write_scenes(items, labels, ids, TARGET_STYLE, seed=[WORLD_SEED, stream, label],
+                         folder=out / split / name.replace(" ", "_"))
     return out

@@ -11,8 +11,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from microclip.data.base import Sample
-from microclip.data.device_views import sample_view_params
-from microclip.data.views import VIEW_NAMES, ViewSpec
+from microclip.data.device_views import collate_device_batch, sample_view_params
+from microclip.data.views import VIEW_NAMES, Views, ViewSpec
 
 
 def load_image(path: str) -> Image.Image:
@@ -96,3 +96,18 @@ class DeviceManifestImages(Dataset):
             "label": sample.label,
             "index": index,
         }
+
+
+def view_dataset(
+    samples: Sequence[Sample], spec: ViewSpec, names: Sequence[str], *, path: str,
+    image_cache=None,
+) -> tuple[Dataset, Callable | None]:
+    """The Dataset and DataLoader collate function of one view path (``runtime.views``):
+    "cpu" renders the views in the worker (PIL + timm), "device" ships uint8 images and
+    view parameters for ``render_views``. ``image_cache`` (an ImageCache) replaces decoding."""
+    if path == "device":
+        decode = image_cache.tensor if image_cache else load_image_uint8
+        return DeviceManifestImages(samples, spec, names, loader=decode), collate_device_batch
+    if path == "cpu":
+        return ManifestImages(samples, Views(spec, names), loader=image_cache or load_image), None
+    raise ValueError(f"views = {path!r}; allowed: cpu, device")

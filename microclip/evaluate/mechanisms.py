@@ -19,7 +19,6 @@ from torch import Tensor
 from microclip.ops.ncut import affinity_density
 
 __all__ = [
-    "accuracy",
     "affinity_density",
     "box_patch_mask",
     "distribution",
@@ -90,6 +89,3 @@ def distribution(values: Tensor | Sequence[float]) -> dict[str, float]:
     q = torch.quantile(x, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
     return {"mean": float(x.mean()), "p10": float(q[0]), "median": float(q[1]), "p90": float(q[2])}
 
-
-def accuracy(predictions: Tensor, labels: Tensor) -> float:
-    return 100.0 * float((predictions == labels).double().mean()) if len(labels) else math.nan

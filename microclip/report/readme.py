@@ -136,9 +136,8 @@ def tolerance_line(run_dir: Path, compare: Path, runs: pd.DataFrame, grid: Repor
     keys = ["method", "seed", "dataset", "backbone"]
     paired = runs.merge(other, on=keys, suffixes=("", "_other"))
     run_gap = (paired["top1"] - paired["top1_other"]).abs()
-    same_order = (grid.main_runs(runs).groupby("method")["top1"].mean().sort_values().index.tolist()
-                  == grid.main_runs(other).groupby("method")["top1"].mean().sort_values()
-                  .index.tolist())
+    same_order = (delta["this"].sort_values().index.tolist()
+                  == delta["other"].sort_values().index.tolist())
     return (
         f"Tolerance: the same commit run again with other thread counts (`{compare}`; "
         f"`make demo-tolerance`). The demo CLIP's pretraining is not bit-reproducible across "
@@ -152,9 +151,8 @@ def tolerance_line(run_dir: Path, compare: Path, runs: pd.DataFrame, grid: Repor
     )
 
 
-def demo_section(run_dir: Path, *, compare: Path | None = None) -> str:
+def demo_section(run_dir: Path, grid: ReportGrid, *, compare: Path | None = None) -> str:
     run_dir = Path(run_dir)
-    grid = ReportGrid.read(run_dir / "grid.json")
     runs = load_runs(run_dir / "runs.csv")
     backbone = grid.main.backbones[0]
     dataset = grid.main.datasets[0]
@@ -219,9 +217,10 @@ def write_readme(
 ) -> str:
     """Rewrite the README's demo section and copy its figures into ``images`` (the README's
     docs/img/ by default)."""
-    section = demo_section(run_dir, compare=compare)
+    grid = ReportGrid.read(Path(run_dir) / "grid.json")
+    section = demo_section(run_dir, grid, compare=compare)
     images = Path(images) if images else Path(readme).parent / "docs" / "img"
-    for name, source in figures(run_dir, ReportGrid.read(Path(run_dir) / "grid.json")).items():
+    for name, source in figures(run_dir, grid).items():
         if not source.is_file():
             raise FileNotFoundError(f"{source}: figure missing; run the demo DAG to the end")
         images.mkdir(parents=True, exist_ok=True)

@@ -18,14 +18,9 @@ from torch.utils.data import DataLoader
 
 from microclip.data.base import Manifest, read_manifest
 from microclip.data.cache import ImageCache
-from microclip.data.device_views import collate_device_batch, render_views
-from microclip.data.images import (
-    DeviceManifestImages,
-    ManifestImages,
-    load_image,
-    load_image_uint8,
-)
-from microclip.data.views import Views, ViewSpec
+from microclip.data.device_views import render_views
+from microclip.data.images import view_dataset
+from microclip.data.views import ViewSpec
 from microclip.errors import RunError
 from microclip.evaluate.score import Score, score
 from microclip.methods.base import AdaptationMethod, MethodContext, TrainData
@@ -170,12 +165,8 @@ class RunContext:
 
         Either way a batch is {view: (B, ...) float tensor, "label", "index"}."""
         generator = torch.Generator().manual_seed(self.spec.seed * 7_919 + epoch)
-        if self.spec.views == "device":
-            decode = self.image_cache.tensor if self.image_cache else load_image_uint8
-            dataset = DeviceManifestImages(samples, self.view_spec, views, loader=decode)
-        else:
-            decode = self.image_cache if self.image_cache else load_image
-            dataset = ManifestImages(samples, Views(self.view_spec, views), loader=decode)
+        dataset, collate = view_dataset(samples, self.view_spec, views, path=self.spec.views,
+                                        image_cache=self.image_cache)
         batches = DataLoader(
             dataset,
             batch_size=batch_size,
@@ -186,7 +177,7 @@ class RunContext:
             worker_init_fn=_seed_worker,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
-            collate_fn=collate_device_batch if self.spec.views == "device" else None,
+            collate_fn=collate,
         )
         if self.spec.views == "device":
             return RenderedBatches(batches, tuple(views), self.view_spec, self.device)

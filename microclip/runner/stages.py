@@ -21,6 +21,8 @@ import torch
 import microclip
 from microclip.data import get_dataset
 from microclip.errors import RunError
+from microclip.evaluate import mechanisms as mech
+from microclip.evaluate.score import top1_accuracy
 from microclip.io import atomic_torch_save, atomic_write_json, atomic_write_with
 from microclip.model.backbones import create_clip
 from microclip.results import RunRecord, write_epochs
@@ -279,8 +281,6 @@ def diagnose(
     manifest has object boxes the IoU of the NCut foreground with the object's patches
     beside a random mask of the same size.
     """
-    from microclip.evaluate import mechanisms as mech
-
     start = time.perf_counter()
     ctx = RunContext(spec, manifest_dir=manifest_dir, prototypes_path=prototypes_path,
                      placement=placement, image_cache=image_cache)
@@ -306,7 +306,7 @@ def diagnose(
     y = torch.cat(labels)
     n_tokens = got["mask"].shape[1]
     pseudo = {
-        view: {f"{g:g}": mech.accuracy(got[f"pseudo_{view}_{g:g}"], y) for g in (0.0, 0.5, 1.0)}
+        view: {f"{g:g}": top1_accuracy(got[f"pseudo_{view}_{g:g}"], y) for g in (0.0, 0.5, 1.0)}
         for view in ("single", "multi")
     }
     report: dict[str, Any] = {
@@ -327,20 +327,20 @@ def diagnose(
             "tokens": n_tokens,
         },
         "zero_shot": {
-            name: mech.accuracy(got[f"{name}_logits"].argmax(-1), y) for name in ("cls", "fg", "fused")
+            name: top1_accuracy(got[f"{name}_logits"].argmax(-1), y) for name in ("cls", "fg", "fused")
         },
         "pseudo_labels": pseudo,
         # gamma = 1 is the fixed prior alone: from the crops, or from the weak view's [CLS]
         "crop_prior": pseudo["multi"]["1"],
         "weak_cls_prior": pseudo["single"]["1"],
-        "object_iou": _object_iou(samples, got["mask"], ctx, mech),
+        "object_iou": _object_iou(samples, got["mask"], ctx),
         "wall_s": time.perf_counter() - start,
     }
     atomic_write_json(out_json, report)
     return report
 
 
-def _object_iou(samples, masks: torch.Tensor, ctx: RunContext, mech) -> dict[str, float] | None:
+def _object_iou(samples, masks: torch.Tensor, ctx: RunContext) -> dict[str, float] | None:
     """IoU of the NCut foreground with the object's patches, and of a random mask of the
     same size (None when the manifest has no boxes)."""
     from PIL import Image
