@@ -31,6 +31,7 @@ RULE_COST = {
     "pretrain_demo_clip": (MODEL, False),
     "build_prototypes": (MODEL, True),
     "adapt_method": (MODEL, True),
+    "adapt_seeds": (MODEL, True),  # a method's seeds in one process: one start-up per job
     "evaluate_method": (MODEL, True),  # the first version scored each run in its own job
     "explain_saliency": (MODEL, True),
     "diagnose_mechanisms": (MODEL, True),

@@ -213,17 +213,45 @@ def _spec_and_placement(args: argparse.Namespace):
     return spec, placement, (Path(args.image_cache) if args.image_cache else None)
 
 
-def cmd_adapt(args: argparse.Namespace) -> int:
-    from microclip.runner import adapt
+def _adapt_runs(args: argparse.Namespace) -> list[tuple[dict, Path, Path, Path, Path | None]]:
+    """The k-th --spec with the k-th --out, --epoch-log, --checkpoint (and --metrics)."""
+    from microclip.errors import ConfigError
 
-    spec, placement, image_cache = _spec_and_placement(args)
-    adapt(
-        spec, manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
-        out_state=Path(args.out), log_path=Path(args.epoch_log),
-        checkpoint_path=Path(args.checkpoint),
-        out_metrics=Path(args.metrics) if args.metrics else None, placement=placement,
-        image_cache=image_cache, stop_after_epoch=args.stop_after_epoch,
-    )
+    n = len(args.spec)
+    counts = {"--out": args.out, "--epoch-log": args.epoch_log, "--checkpoint": args.checkpoint}
+    if args.metrics:
+        counts["--metrics"] = args.metrics
+    wrong = {flag: len(values) for flag, values in counts.items() if len(values) != n}
+    if wrong:
+        given = ", ".join(f"{count} {flag}" for flag, count in wrong.items())
+        raise ConfigError(
+            f"adapt: {n} --spec but {given}; every run needs its own --out, --epoch-log, "
+            "--checkpoint (and --metrics, for all runs or none), in the order of --spec"
+        )
+    metrics = args.metrics or [None] * n
+    return [
+        (spec, Path(out), Path(epochs), Path(checkpoint), Path(m) if m else None)
+        for spec, out, epochs, checkpoint, m in zip(
+            args.spec, args.out, args.epoch_log, args.checkpoint, metrics, strict=True)
+    ]
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    """One run, or several in one process (rule adapt_seeds: the seeds of one cell pay the
+    interpreter and library start-up once); each run is exactly what it is alone."""
+    from microclip.runner import Placement, adapt
+    from microclip.spec import RunSpec
+
+    runs = _adapt_runs(args)
+    placement = Placement(device=args.device, threads=args.threads, workers=args.workers)
+    for spec, out, epoch_log, checkpoint, metrics in runs:
+        adapt(
+            RunSpec.from_json(json.dumps(spec)), manifest_dir=Path(args.manifest),
+            prototypes_path=Path(args.prototypes), out_state=out, log_path=epoch_log,
+            checkpoint_path=checkpoint, out_metrics=metrics, placement=placement,
+            image_cache=Path(args.image_cache) if args.image_cache else None,
+            stop_after_epoch=args.stop_after_epoch,
+        )
     return 0
 
 
@@ -271,9 +299,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------
-def _run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--spec", required=True, type=_json_object,
-                   help="the run specification (JSON, or @file): `microclip spec` prints one")
+def _run_arguments(p: argparse.ArgumentParser, *, many: bool = False) -> None:
+    p.add_argument("--spec", required=True, type=_json_object, action="append" if many else None,
+                   help="the run specification (JSON, or @file): `microclip spec` prints one"
+                   + ("; repeat it for several runs in one process" if many else ""))
     p.add_argument("--manifest", required=True, help="folder with train.csv/test.csv")
     p.add_argument("--prototypes", required=True, help="prototype pointer (.json) or .pt")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda[:N]")
@@ -365,12 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
 
     p = add("adapt", cmd_adapt,
-            "adapt one run (resuming from its checkpoint) and, with --metrics, score it")
-    _run_arguments(p)
-    p.add_argument("--out", required=True, help="adapted state (.pt)")
-    p.add_argument("--epoch-log", required=True, help="JSON-lines epoch log")
-    p.add_argument("--checkpoint", required=True, help="per-epoch checkpoint for resume")
-    p.add_argument("--metrics", default=None,
+            "adapt one run or several (resuming from their checkpoints) and, with --metrics, "
+            "score them; the paths of the k-th --spec are the k-th of each path option")
+    _run_arguments(p, many=True)
+    p.add_argument("--out", required=True, action="append", help="adapted state (.pt)")
+    p.add_argument("--epoch-log", required=True, action="append", help="JSON-lines epoch log")
+    p.add_argument("--checkpoint", required=True, action="append",
+                   help="per-epoch checkpoint for resume")
+    p.add_argument("--metrics", default=None, action="append",
                    help="score the test split in this process and write metrics.json here")
     p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
 

@@ -97,17 +97,23 @@ def prototypes_pointer(config: Config, dataset: str, backbone: str, description_
 
 
 # -- job sizes (Snakemake resources; SLURM --mem and -t) ----------------------------------------
+TRAINING_RULES = ("adapt_method", "adapt_seeds")  # sized by runtime.mem_mb and runtime.minutes
+
+
 def job_mem_mb(config: Config, rule: str) -> int:
-    """Memory of a rule's job: runtime.mem_mb for a training job, else mem_scale x it
-    (at least runtime.min_mem_mb)."""
+    """Memory of a rule's job: runtime.mem_mb for a training job (its runs follow one another
+    in one process), else mem_scale x it (at least runtime.min_mem_mb)."""
     runtime = config["runtime"]
-    if rule == "adapt_method":
+    if rule in TRAINING_RULES:
         return int(runtime["mem_mb"])
     return max(int(runtime["min_mem_mb"]), round(runtime["mem_mb"] * runtime["mem_scale"][rule]))
 
 
 def job_minutes(config: Config, rule: str) -> int:
+    """Wall time of a rule's job: runtime.minutes per run for a training job."""
     runtime = config["runtime"]
+    if rule == "adapt_seeds":
+        return int(runtime["minutes"]) * len(config["seeds"])
     return int(runtime["minutes"] if rule == "adapt_method" else runtime["rule_minutes"][rule])
 
 
@@ -164,6 +170,26 @@ def grid_runs(config: Config) -> list[Run]:
             for s in table["seeds"]
         ]
     return list(dict.fromkeys(runs))
+
+
+def seed_group_name(run: Run) -> str:
+    return f"{run.method}/{run.dataset}/{run.backbone}"
+
+
+def seed_groups(config: Config) -> dict[str, list[Run]]:
+    """With ``runtime.batch_seeds``: {"method/dataset/backbone": its runs, in the order of
+    ``seeds``} for every (method, dataset, backbone) that runs all the configured seeds (at
+    least two). Rule adapt_seeds adapts each group in one process, so its seeds pay the
+    interpreter and library start-up once; every other run is a job of its own."""
+    seeds = [int(s) for s in config["seeds"]]
+    if not config["runtime"]["batch_seeds"] or len(seeds) < 2:
+        return {}
+    groups: dict[str, dict[int, Run]] = {}
+    for run in grid_runs(config):
+        groups.setdefault(seed_group_name(run), {})[run.seed] = run
+    return {
+        name: [runs[s] for s in seeds] for name, runs in groups.items() if set(runs) == set(seeds)
+    }
 
 
 def grid_datasets(config: Config) -> list[str]:

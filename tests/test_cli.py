@@ -101,3 +101,100 @@ def test_a_spec_for_another_configuration_is_refused_naming_the_rule(tiny_world,
                  str(tmp_path / "a.pt"), "--out", str(tmp_path / "m.json")])
     assert code == 2 and "rerun rule adapt_method" in caplog.text
     assert not (tmp_path / "m.json").exists()
+
+
+def _run_paths(folder: Path) -> list[str]:
+    return ["--out", str(folder / "adapted.pt"), "--epoch-log", str(folder / "epochs.jsonl"),
+            "--metrics", str(folder / "metrics.json"), "--checkpoint", str(folder / "ckpt.pt")]
+
+
+def test_several_runs_in_one_process_equal_each_run_alone(tiny_world, tmp_path):
+    """rule adapt_seeds: the seeds of a method share a process, never its state. Seed 1 adapted
+    after seed 0 in one `microclip adapt` gives the record, epoch log and adapted state of
+    seed 1 adapted alone in a fresh interpreter (timings aside)."""
+    import torch
+
+    specs = [
+        RunSpec.build(method="microclip", dataset="tiny", model="microclip-demo-vit",
+                      pretrained=str(tiny_world["weights"]), seed=seed,
+                      train_layers=({"epochs": 2, "batch_size": 8, "lr": 1e-3},))
+        for seed in (0, 1)
+    ]
+    common = ["--manifest", str(tiny_world["manifest"]), "--prototypes",
+              str(tiny_world["prototypes"]), "--device", "cpu"]
+    together, alone = tmp_path / "together", tmp_path / "alone"
+    assert main(["adapt", *common,
+                 "--spec", specs[0].to_json(), *_run_paths(together / "seed0"),
+                 "--spec", specs[1].to_json(), *_run_paths(together / "seed1")]) == 0
+    out = run_cli("adapt", *common, "--spec", specs[1].to_json(), *_run_paths(alone / "seed1"))
+    assert out.returncode == 0, out.stderr
+
+    timings = {"wall_s", "adapt_wall_s", "score_s"}
+    records = [json.loads((d / "seed1" / "metrics.json").read_text()) for d in (together, alone)]
+    assert records[0]["seed"] == 1 and records[0]["top1"] == records[1]["top1"]
+    assert {k: v for k, v in records[0].items() if k not in timings} == {
+        k: v for k, v in records[1].items() if k not in timings}
+    seed0 = json.loads((together / "seed0" / "metrics.json").read_text())
+    assert seed0["seed"] == 0 and (together / "seed0" / "adapted.pt").is_file()
+
+    def losses(folder: Path) -> list[float]:
+        lines = (folder / "seed1" / "epochs.jsonl").read_text().splitlines()
+        return [json.loads(line)["loss"] for line in lines]
+
+    assert len(losses(together)) == 2 and losses(together) == losses(alone)
+    states = [torch.load(d / "seed1" / "adapted.pt", weights_only=False)["state"]
+              for d in (together, alone)]
+    flat = [dict(_tensors(s)) for s in states]
+    assert flat[0].keys() == flat[1].keys() and flat[0]
+    assert all(torch.equal(flat[0][k], flat[1][k]) for k in flat[0])
+
+
+def _tensors(tree, prefix: str = ""):
+    """(dotted key, tensor) of every tensor in a nested state."""
+    import torch
+
+    if isinstance(tree, torch.Tensor):
+        yield prefix, tree
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            yield from _tensors(value, f"{prefix}.{i}")
+
+
+def test_adapt_refuses_runs_without_their_own_paths(tiny_world, tmp_path, caplog):
+    spec = RunSpec.build(method="zs_templates", dataset="tiny", model="microclip-demo-vit",
+                         pretrained=str(tiny_world["weights"])).to_json()
+    code = main(["adapt", "--manifest", str(tiny_world["manifest"]), "--prototypes",
+                 str(tiny_world["prototypes"]), "--device", "cpu", "--spec", spec, "--spec", spec,
+                 *_run_paths(tmp_path / "only_one")])
+    assert code == 2
+    assert "2 --spec but 1 --out, 1 --epoch-log, 1 --checkpoint, 1 --metrics" in caplog.text
+    assert not (tmp_path / "only_one").exists()
+
+
+def test_a_failed_run_of_a_group_loses_no_finished_run(tiny_world, tmp_path, caplog):
+    """Snakemake deletes the declared outputs of a failed adapt_seeds job, but each run's
+    epoch checkpoint stays: the rerun resumes a finished run at its last epoch (no training)
+    and writes the same record."""
+    spec = RunSpec.build(method="cls_selftrain", dataset="tiny", model="microclip-demo-vit",
+                         pretrained=str(tiny_world["weights"]), seed=0,
+                         train_layers=({"epochs": 2, "batch_size": 8, "lr": 1e-3},))
+    missing_weights = spec.replace(pretrained=str(tmp_path / "missing.pt"), seed=1)
+    common = ["--manifest", str(tiny_world["manifest"]), "--prototypes",
+              str(tiny_world["prototypes"]), "--device", "cpu"]
+    first, second = tmp_path / "seed0", tmp_path / "seed1"
+    assert main(["adapt", *common, "--spec", spec.to_json(), *_run_paths(first),
+                 "--spec", missing_weights.to_json(), *_run_paths(second)]) == 2
+    record = json.loads((first / "metrics.json").read_text())
+    for name in ("adapted.pt", "epochs.jsonl", "metrics.json"):  # what Snakemake removes
+        (first / name).unlink()
+    assert (first / "ckpt.pt").is_file() and not second.joinpath("metrics.json").exists()
+    caplog.clear()
+    assert main(["adapt", *common, "--spec", spec.to_json(), *_run_paths(first)]) == 0
+    assert "resumed from" in caplog.text
+    assert "epoch {" not in caplog.text  # no epoch trained again: only the score
+    again = json.loads((first / "metrics.json").read_text())
+    assert again["top1"] == record["top1"] and again["reported_epoch"] == 2
+    assert len((first / "epochs.jsonl").read_text().splitlines()) == 2

@@ -38,8 +38,8 @@ def test_defaults_come_from_the_schema_once():
     config = check_config(minimal())
     assert config["runtime"] == {
         "device": "auto", "gpu": True, "precision": "fp32", "tf32": False, "threads": 8,
-        "workers": 6, "eval_each_epoch": True, "test_crop": "center", "views": "cpu", "mem_mb": 32000,
-        "minutes": 720, "min_mem_mb": 2000, "mem_scale": config["runtime"]["mem_scale"],
+        "workers": 6, "eval_each_epoch": True, "test_crop": "center", "batch_seeds": False,
+        "views": "cpu", "mem_mb": 32000, "minutes": 720, "min_mem_mb": 2000, "mem_scale": config["runtime"]["mem_scale"],
         "rule_minutes": config["runtime"]["rule_minutes"],
     }
     # every non-training rule has a memory fraction and a wall time by default

@@ -58,3 +58,29 @@ def test_paths_follow_the_results_layout():
     )
     assert grid.pretrained_of(config, "ViT-B-32") == "openai"
     assert [r.dataset for r in grid.saliency_runs(config)] == ["flowers", "pets", "fgvc"]
+
+
+def demo():
+    return load_config([REPO / "config" / "demo.yaml"])
+
+
+def test_batch_seeds_groups_the_runs_of_every_method_that_runs_all_seeds():
+    config = demo()
+    groups = grid.seed_groups(config)
+    main_methods = config["methods"]
+    assert list(groups) == [f"{m}/fashion_shift/demo-clip" for m in main_methods]
+    assert all([r.seed for r in runs] == [0, 1, 2] for runs in groups.values())
+    grouped = {r for runs in groups.values() for r in runs}
+    alone = set(grid.grid_runs(config)) - grouped
+    # the ablation variants run seed 0 only: a job each (rule adapt_method)
+    assert {r.method for r in alone} == {"microclip_gamma0", "microclip_gamma1",
+                                         "microclip_ncut_invert_mask"}
+    assert {r.seed for r in alone} == {0}
+    assert grid.job_minutes(config, "adapt_seeds") == 3 * grid.job_minutes(config, "adapt_method")
+    assert grid.job_mem_mb(config, "adapt_seeds") == grid.job_mem_mb(config, "adapt_method")
+
+
+def test_one_run_per_job_without_batch_seeds_or_with_one_seed():
+    assert grid.seed_groups(paper()) == {}
+    one_seed = {**demo(), "seeds": [0]}
+    assert grid.seed_groups(one_seed) == {}

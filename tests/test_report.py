@@ -886,7 +886,8 @@ def test_profiles_parse():
     # Memory and time come from the rules (the config's runtime block); the profile sets
     # only where jobs go, so it can never override the config's mem_mb / runtime.
     assert set(slurm["default-resources"]) == {"slurm_account", "slurm_partition"}
-    gpu_group = {"adapt_method", "build_prototypes", "explain_saliency", "diagnose_mechanisms"}
+    gpu_group = {"adapt_method", "adapt_seeds", "build_prototypes", "explain_saliency",
+                 "diagnose_mechanisms"}
     assert set(slurm["set-resources"]) == gpu_group
     assert all(set(r) == {"slurm_partition"} for r in slurm["set-resources"].values())
     # Explicit status command, kept logs under logs/, a first check sooner than 40 s.
@@ -945,15 +946,21 @@ def test_slurm_profile_without_an_account_never_leaves_it_to_the_plugins_guess(t
 @pytest.mark.workflow
 def test_every_rule_has_its_job_size_in_the_config_schema():
     """A rule added to the DAG gets its memory fraction and wall time in the schema's runtime
-    block (adapt_method uses runtime.mem_mb / runtime.minutes; `all` is no job)."""
+    block (the training rules use runtime.mem_mb / runtime.minutes; `all` is no job). The
+    demo's DAG adds rule adapt_seeds (runtime.batch_seeds)."""
     from microclip.config import schema
+    from microclip.grid import TRAINING_RULES
 
-    res = _snakemake("--list-rules")
-    assert res.returncode == 0, res.stderr[-3000:]
-    rules = {line.strip() for line in res.stdout.splitlines() if re.fullmatch(r"\s*\w+\s*", line)}
+    rules = set()
+    for args in ((), ("--configfile", "config/demo.yaml", "--replace-workflow-config")):
+        res = _snakemake("--list-rules", *args)
+        assert res.returncode == 0, res.stderr[-3000:]
+        rules |= {line.strip() for line in res.stdout.splitlines()
+                  if re.fullmatch(r"\s*\w+\s*", line)}
+    assert set(TRAINING_RULES) <= rules
     runtime = schema()["properties"]["runtime"]["properties"]
-    assert set(runtime["mem_scale"]["properties"]) == rules - {"all", "adapt_method"}
-    assert set(runtime["rule_minutes"]["properties"]) == rules - {"all", "adapt_method"}
+    assert set(runtime["mem_scale"]["properties"]) == rules - {"all", *TRAINING_RULES}
+    assert set(runtime["rule_minutes"]["properties"]) == rules - {"all", *TRAINING_RULES}
 
 def _dry_run_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
     """(rule, resources) of every job a dry run prints."""

@@ -28,7 +28,8 @@ from microclip.config import load_config
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIGS = ["config/demo.yaml", "tests/configs/demo_ci.yaml", "tests/configs/demo_slurm.yaml"]
-GPU_RULES = {"adapt_method", "build_prototypes", "explain_saliency", "diagnose_mechanisms"}
+GPU_RULES = {"adapt_method", "adapt_seeds", "build_prototypes", "explain_saliency",
+             "diagnose_mechanisms"}
 TRAINING_RULE = "adapt_method"
 DAG_TIMEOUT_S = 1200  # the run takes ~10 min on 2 shared cores; a hang must not eat CI
 

@@ -4,6 +4,8 @@
 
 import json
 import re
+import shlex
+from argparse import Namespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
@@ -130,6 +132,41 @@ def get_spec(wildcards):
         backbone=wildcards.backbone,
         seed=int(wildcards.seed),
     ).to_json()
+
+
+# -- seed groups (runtime.batch_seeds: rule adapt_seeds) -----------------------------------------
+SEED_GROUPS = grid.seed_groups(config)
+
+
+def in_group(input_function):
+    """An input function of one run, for a seed group: the group's runs share their inputs."""
+
+    def of_group(wildcards):
+        first = SEED_GROUPS[wildcards.group][0]
+        return input_function(Namespace(method=first.method, dataset=first.dataset,
+                                        backbone=first.backbone, seed=str(first.seed)))
+
+    return of_group
+
+
+def group_outputs(name):
+    """One output of every run of a group, in seed order ({group} stays a wildcard)."""
+    return [f"{RESULTS}/{{group}}/seed{seed}/{name}" for seed in config["seeds"]]
+
+
+def group_run_arguments(wildcards, output):
+    """--spec, --out, --epoch-log, --metrics and --checkpoint of each run of the group."""
+    arguments = []
+    runs = SEED_GROUPS[wildcards.group]
+    for run, adapted, epochs, metrics in zip(
+        runs, output.adapted, output.epochs, output.metrics, strict=True
+    ):
+        spec = RunSpec.from_config(config, method=run.method, dataset=run.dataset,
+                                   backbone=run.backbone, seed=run.seed)
+        arguments += ["--spec", spec.to_json(), "--out", adapted, "--epoch-log", epochs,
+                      "--metrics", metrics,
+                      "--checkpoint", f"{grid.run_dir(config, run)}/checkpoint.pt"]
+    return shlex.join(arguments)
 
 
 def placement(wildcards, threads):
