@@ -204,13 +204,22 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 # -- runs ------------------------------------------------------------------------------------
-def _spec_and_placement(args: argparse.Namespace):
-    from microclip.runner import Placement
+def _spec(value: dict):
     from microclip.spec import RunSpec
 
-    spec = RunSpec.from_json(json.dumps(args.spec))
+    return RunSpec.from_json(json.dumps(value))
+
+
+def _placement(args: argparse.Namespace):
+    """Where the job's runs go (device, threads, workers) and the image cache they read."""
+    from microclip.runner import Placement
+
     placement = Placement(device=args.device, threads=args.threads, workers=args.workers)
-    return spec, placement, (Path(args.image_cache) if args.image_cache else None)
+    return placement, (Path(args.image_cache) if args.image_cache else None)
+
+
+def _spec_and_placement(args: argparse.Namespace):
+    return (_spec(args.spec), *_placement(args))
 
 
 def _adapt_runs(args: argparse.Namespace) -> list[tuple[dict, Path, Path, Path, Path | None]]:
@@ -237,20 +246,17 @@ def _adapt_runs(args: argparse.Namespace) -> list[tuple[dict, Path, Path, Path, 
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    """One run, or several in one process (rule adapt_seeds: the seeds of one cell pay the
+    """One run, or several in one process (rule adapt_seeds: the seeds of one method pay the
     interpreter and library start-up once); each run is exactly what it is alone."""
-    from microclip.runner import Placement, adapt
-    from microclip.spec import RunSpec
+    from microclip.runner import adapt
 
     runs = _adapt_runs(args)
-    placement = Placement(device=args.device, threads=args.threads, workers=args.workers)
+    placement, image_cache = _placement(args)
     for spec, out, epoch_log, checkpoint, metrics in runs:
         adapt(
-            RunSpec.from_json(json.dumps(spec)), manifest_dir=Path(args.manifest),
-            prototypes_path=Path(args.prototypes), out_state=out, log_path=epoch_log,
-            checkpoint_path=checkpoint, out_metrics=metrics, placement=placement,
-            image_cache=Path(args.image_cache) if args.image_cache else None,
-            stop_after_epoch=args.stop_after_epoch,
+            _spec(spec), manifest_dir=Path(args.manifest), prototypes_path=Path(args.prototypes),
+            out_state=out, log_path=epoch_log, checkpoint_path=checkpoint, out_metrics=metrics,
+            placement=placement, image_cache=image_cache, stop_after_epoch=args.stop_after_epoch,
         )
     return 0
 

@@ -66,6 +66,12 @@ def run_dir(config: Config, run: Run) -> str:
     return f"{results_dir(config)}/{run.method}/{run.dataset}/{run.backbone}/seed{run.seed}"
 
 
+def checkpoint_file(config: Config, run: Run) -> str:
+    """The run's epoch checkpoint: beside its outputs, never a declared output, so a killed
+    or failed job resumes from it."""
+    return f"{run_dir(config, run)}/checkpoint.pt"
+
+
 def manifest_dir(config: Config, dataset: str) -> str:
     return f"{results_dir(config)}/data/{dataset}"
 

@@ -27,8 +27,8 @@ rule adapt_method:
         spec=get_spec,
         placement=placement,
         image_cache=image_cache_arg,
-        manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
-        checkpoint=lambda wildcards: f"{grid.run_dir(config, _run(wildcards))}/checkpoint.pt",
+        manifest=get_manifest_dir,
+        checkpoint=get_checkpoint,
     threads: RUNTIME["threads"]
     resources:
         gpu=GPU_PER_JOB,
@@ -66,9 +66,7 @@ if SEED_GROUPS:
             runs=group_run_arguments,
             placement=placement,
             image_cache=image_cache_arg,
-            manifest=lambda wildcards: grid.manifest_dir(
-                config, SEED_GROUPS[wildcards.group][0].dataset
-            ),
+            manifest=in_group(get_manifest_dir),
         threads: RUNTIME["threads"]
         resources:
             gpu=GPU_PER_JOB,

@@ -86,6 +86,10 @@ def get_manifest(wildcards):
     }
 
 
+def get_manifest_dir(wildcards):
+    return grid.manifest_dir(config, wildcards.dataset)
+
+
 def get_dataset_root(wildcards):
     """Registered datasets: data_root/<dataset>; custom ones resolve their own root."""
     if grid.custom_entry(config, wildcards.dataset):
@@ -123,15 +127,19 @@ def get_prototypes(wildcards):
 
 
 # -- runs -----------------------------------------------------------------------------------
-def get_spec(wildcards):
+def spec_json(run):
     """The run specification, resolved once in Python (microclip.spec)."""
     return RunSpec.from_config(
-        config,
-        method=wildcards.method,
-        dataset=wildcards.dataset,
-        backbone=wildcards.backbone,
-        seed=int(wildcards.seed),
+        config, method=run.method, dataset=run.dataset, backbone=run.backbone, seed=run.seed
     ).to_json()
+
+
+def get_spec(wildcards):
+    return spec_json(_run(wildcards))
+
+
+def get_checkpoint(wildcards):
+    return grid.checkpoint_file(config, _run(wildcards))
 
 
 # -- seed groups (runtime.batch_seeds: rule adapt_seeds) -----------------------------------------
@@ -161,11 +169,8 @@ def group_run_arguments(wildcards, output):
     for run, adapted, epochs, metrics in zip(
         runs, output.adapted, output.epochs, output.metrics, strict=True
     ):
-        spec = RunSpec.from_config(config, method=run.method, dataset=run.dataset,
-                                   backbone=run.backbone, seed=run.seed)
-        arguments += ["--spec", spec.to_json(), "--out", adapted, "--epoch-log", epochs,
-                      "--metrics", metrics,
-                      "--checkpoint", f"{grid.run_dir(config, run)}/checkpoint.pt"]
+        arguments += ["--spec", spec_json(run), "--out", adapted, "--epoch-log", epochs,
+                      "--metrics", metrics, "--checkpoint", grid.checkpoint_file(config, run)]
     return shlex.join(arguments)
 
 

@@ -49,7 +49,7 @@ rule cache_images:
         f"logs/{RUN}/cache_images/{{dataset}}.log",
     params:
         microclip=MICROCLIP,
-        manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
+        manifest=get_manifest_dir,
         short_side=config["prepare"]["cache_short_side"],
     threads: RUNTIME["threads"]  # decoding threads (never above a node: sbatch refuses)
     resources:

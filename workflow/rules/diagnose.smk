@@ -19,7 +19,7 @@ rule diagnose_mechanisms:
         spec=lambda wildcards: get_spec(get_diagnosed_run(wildcards)),
         placement=placement,
         image_cache=image_cache_arg,
-        manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
+        manifest=get_manifest_dir,
         max_images=config["diagnostics"]["max_images"],
     threads: RUNTIME["threads"]
     resources:

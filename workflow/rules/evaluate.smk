@@ -20,7 +20,7 @@ rule explain_saliency:
         spec=lambda wildcards: get_spec(get_saliency_run(wildcards)),
         placement=placement,
         image_cache=image_cache_arg,
-        manifest=lambda wildcards: grid.manifest_dir(config, wildcards.dataset),
+        manifest=get_manifest_dir,
         max_images=config["saliency"]["max_images"],
     threads: RUNTIME["threads"]
     resources:
